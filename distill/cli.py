@@ -1,0 +1,103 @@
+"""`distill`: the thin command dispatcher. Each command's work lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from distill.recipe import RecipeError, dump_resolved, load_recipe
+
+COMMANDS = {
+    "run": "run the whole pipeline (teach, curate, train, eval, quantize, pack), skipping finished stages",
+    "validate": "check a recipe and print it with every default filled in",
+    "teach": "label the training inputs with the recipe's teacher",
+    "curate": "validate, deduplicate and decontaminate the teacher's data",
+    "train": "train the student (LoRA, QLoRA or full SFT) and merge it",
+    "eval": "evaluate predictors (teacher, base, student, GGUF, bundle) on a data file",
+    "report": "write report.md, report.html and metrics.json for a run directory",
+    "presets": "list the student presets and their facts",
+}
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="path to a recipe YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set student.training.max_steps=2 (repeatable)")
+    p.add_argument("--run-dir", type=Path, help="run directory (default: runs/<recipe name>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distill",
+        description="Distil a teacher into a small student: " + "; ".join(f"{k}" for k in COMMANDS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"])
+    _recipe_args(p)
+    p.add_argument("--from", dest="start", metavar="STAGE", help="start at this stage (earlier ones must be done)")
+    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    p.add_argument("--force", action="store_true", help="redo the selected stages even if up to date")
+    p = sub.add_parser("validate", help=COMMANDS["validate"], description=COMMANDS["validate"])
+    p.add_argument("recipe")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    for stage in ("teach", "curate", "train"):
+        p = sub.add_parser(stage, help=COMMANDS[stage], description=COMMANDS[stage])
+        _recipe_args(p)
+        p.add_argument("--force", action="store_true", help="redo the stage even if up to date")
+    p = sub.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"])
+    _recipe_args(p)
+    p.add_argument("--predictor", action="append", default=[],
+                   help="teacher | base | student | gguf:<type or path> | bundle:<dir> | hf:<dir> (repeatable; "
+                        "default: the recipe's eval.predictors)")
+    p.add_argument("--data", type=Path, help="a data file in the recipe's input format (default: the eval split)")
+    p.add_argument("--out", type=Path, help="output directory (default: <run-dir>/eval-adhoc)")
+    p = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--compare", type=Path, action="append", default=[], help="another run directory to compare with")
+    sub.add_parser("presets", help=COMMANDS["presets"], description=COMMANDS["presets"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return _dispatch(args)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    if args.command == "validate":
+        recipe = load_recipe(args.recipe, args.overrides)
+        print(dump_resolved(recipe), end="")
+        return 0
+    if args.command == "presets":
+        from distill.commands import print_presets
+
+        return print_presets()
+    if args.command == "report":
+        from distill.report import write_report
+
+        paths = write_report(args.run_dir, compare=args.compare)
+        for p in paths:
+            print(p)
+        return 0
+    recipe = load_recipe(args.recipe, args.overrides)
+    run_dir = args.run_dir or Path("runs") / recipe.name
+    from distill.commands import run_command
+
+    return run_command(args, recipe, run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

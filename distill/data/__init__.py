@@ -1,0 +1,1 @@
+"""Task data: reading and splitting rows, synthesis and curation."""

@@ -1,0 +1,108 @@
+"""Reading task rows from JSONL/CSV, writing them atomically, and drawing splits.
+
+A row is a dict with at least `id` and the task's input field. Rows that carry an answer
+have it under `answer` (training rows: the teacher's) or `gold` (eval rows: the human
+label), always as an answer object the task validates.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable
+
+from edge_runtime.task import TaskSpec
+
+
+class DataError(ValueError):
+    """A data file that cannot be read as task rows; the message names file and line."""
+
+
+def read_rows(path: str | Path, id_field: str | None = None) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    rows: list[dict[str, Any]] = []
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+                rows.append(row)
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = [dict(r) for r in csv.DictReader(fh)]
+    else:
+        raise DataError(f"{path}: unsupported data format {suffix!r}; use .jsonl or .csv")
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    for n, row in enumerate(rows):
+        rid = row.get(id_field) if id_field else row.get("id")
+        row["id"] = str(rid) if rid not in (None, "") else f"row-{n:06d}"
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataError(f"{path}: id {dup!r} occurs more than once; ids must be unique (set data.id_field)")
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows to `path` atomically (a temp file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def as_answer(task: TaskSpec, value: Any) -> dict[str, Any] | None:
+    """A gold value from the data as an answer object (a bare label or id is wrapped)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    if isinstance(value, dict):
+        return {k: ("" if value.get(k) is None else str(value.get(k))) for k in task.answer_keys()}
+    return {task.answer_keys()[0]: str(value)}
+
+
+def split_rows(rows: list[dict[str, Any]], eval_size: int, train_size: int | None, seed: int):
+    """A fixed-seed shuffle into (train, eval); eval rows are never trained on."""
+    if eval_size >= len(rows):
+        raise DataError(f"data.split.eval_size={eval_size} leaves no training rows out of {len(rows)}")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    eval_rows = [rows[i] for i in order[:eval_size]]
+    train_rows = [rows[i] for i in order[eval_size:]]
+    if train_size:
+        train_rows = train_rows[:train_size]
+    return train_rows, eval_rows
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

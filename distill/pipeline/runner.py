@@ -1,0 +1,185 @@
+"""`distill run`: the stages in order, each skipped when its record says it is done.
+
+Every stage writes into `<run_dir>/<stage>/` and finishes by writing `record.json`: the
+fingerprint of what it depended on (its recipe sections, the content hashes of its input
+files, the fingerprints of the stages before it), its settings and outputs. A stage whose
+record matches is skipped; a change to the recipe changes the fingerprint of the stage it
+affects and, through the chain, of every stage after it. A killed stage has no record and
+is redone; stages that can resume (teach, train) keep their partial state when the
+fingerprint they started under still matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from distill.recipe import Recipe
+
+STAGES = ("teach", "curate", "train", "eval", "quantize", "pack")
+
+# Which recipe sections each stage depends on (beyond the stages before it).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "teach": ("task", "data", "teacher"),
+    "curate": ("curate",),
+    "train": ("student",),
+    "eval": ("eval",),
+    "quantize": ("quantize",),
+    "pack": ("target",),
+}
+# Settings that change how a stage runs but not what it produces.
+VOLATILE = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "max_retries", "max_cost_usd"}}
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    run_dir: Path
+    stage: str
+    fingerprint: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return self.run_dir / self.stage
+
+    def upstream(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+
+def _section(recipe: Recipe, name: str) -> Any:
+    data = getattr(recipe, name).model_dump(mode="json")
+    for key in VOLATILE.get(name, ()):
+        data.pop(key, None)
+    return data
+
+
+def fingerprint(recipe: Recipe, stage: str, previous: str, input_hashes: dict[str, str]) -> str:
+    payload = {
+        "stage": stage,
+        "sections": {s: _section(recipe, s) for s in STAGE_SECTIONS[stage]},
+        "previous": previous,
+        "inputs": input_hashes,
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def input_hashes(recipe: Recipe, stage: str) -> dict[str, str]:
+    from distill.data.io import file_sha256
+
+    if stage != "teach":
+        return {}
+    files = {"data.path": recipe.data.path, "data.eval_path": recipe.data.eval_path}
+    if recipe.teacher.kind == "dataset":
+        files["teacher.responses"] = recipe.teacher.responses
+    return {k: file_sha256(v) for k, v in files.items() if v is not None}
+
+
+def read_record(run_dir: Path, stage: str) -> dict[str, Any] | None:
+    path = run_dir / stage / "record.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def select_stages(start: str | None, until: str | None, only: str | None = None) -> list[str]:
+    for name in (start, until, only):
+        if name is not None and name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
+    if only:
+        return [only]
+    lo = STAGES.index(start) if start else 0
+    hi = STAGES.index(until) if until else len(STAGES) - 1
+    if lo > hi:
+        raise ValueError(f"--from {start} comes after --until {until}")
+    return list(STAGES[lo : hi + 1])
+
+
+def run_pipeline(
+    recipe: Recipe,
+    run_dir: Path,
+    start: str | None = None,
+    until: str | None = None,
+    only: str | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """Run the selected stages; returns each stage's record."""
+    from distill.pipeline import stages as impl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.resolved.json").write_text(recipe.model_dump_json(indent=2))
+    selected = select_stages(start, until, only)
+    records: dict[str, dict[str, Any]] = {}
+    previous = ""
+    for stage in STAGES:
+        fp = fingerprint(recipe, stage, previous, input_hashes(recipe, stage))
+        previous = fp
+        record = read_record(run_dir, stage)
+        if stage not in selected:
+            if record is not None:
+                records[stage] = record
+            continue
+        if record and record.get("fingerprint") == fp and not force:
+            log(f"[{stage}] up to date (fingerprint {fp}), skipped")
+            records[stage] = record
+            continue
+        for earlier in STAGES[: STAGES.index(stage)]:
+            if earlier not in records:
+                raise RuntimeError(
+                    f"stage {stage!r} needs {earlier!r}, which has not run for this recipe; "
+                    f"run `distill run` without --from/--only first"
+                )
+            if records[earlier].get("fingerprint") != fingerprint_of(recipe, earlier, records):
+                raise RuntimeError(
+                    f"stage {earlier!r} is out of date for this recipe; re-run from it: --from {earlier}"
+                )
+        ctx = StageContext(recipe, run_dir, stage, fp, records)
+        _prepare_dir(ctx)
+        log(f"[{stage}] running (fingerprint {fp})")
+        started = time.time()
+        outputs = getattr(impl, f"stage_{stage}")(ctx)
+        record = {
+            "stage": stage,
+            "fingerprint": fp,
+            "sections": {s: _section(recipe, s) for s in STAGE_SECTIONS[stage]},
+            "inputs": input_hashes(recipe, stage),
+            "outputs": outputs,
+            "started": started,
+            "duration_s": round(time.time() - started, 2),
+        }
+        tmp = ctx.dir / "record.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2, default=str))
+        tmp.replace(ctx.dir / "record.json")
+        records[stage] = record
+        log(f"[{stage}] done in {record['duration_s']:.1f}s")
+    return records
+
+
+def fingerprint_of(recipe: Recipe, stage: str, records: dict[str, dict[str, Any]]) -> str:
+    previous = ""
+    for name in STAGES:
+        fp = fingerprint(recipe, name, previous, input_hashes(recipe, name))
+        if name == stage:
+            return fp
+        previous = fp
+    raise KeyError(stage)
+
+
+def _prepare_dir(ctx: StageContext) -> None:
+    """Keep a partial stage directory only if it was started under the same fingerprint."""
+    marker = ctx.dir / ".fingerprint"
+    if ctx.dir.exists():
+        if not marker.exists() or marker.read_text() != ctx.fingerprint:
+            shutil.rmtree(ctx.dir)
+        else:
+            (ctx.dir / "record.json").unlink(missing_ok=True)
+    ctx.dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(ctx.fingerprint)

@@ -1,0 +1,94 @@
+"""The six stages of `distill run`, each a thin call into the package that owns the work.
+
+Each `stage_<name>(ctx)` reads the outputs of the stages before it from the run
+directory, writes its own into `ctx.dir`, and returns a small dict of outputs that goes
+into its record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distill.data.io import as_answer, read_rows, split_rows, write_jsonl
+from distill.pipeline.runner import StageContext
+
+
+def load_splits(recipe) -> tuple[list[dict], list[dict]]:
+    """Train and eval rows, with gold answers under `gold` where the data has them."""
+    task, data = recipe.task, recipe.data
+    rows = read_rows(data.path, data.id_field)
+    if data.eval_path:
+        train = rows[: data.split.train_size] if data.split.train_size else rows
+        evals = read_rows(data.eval_path, data.id_field)[: data.split.eval_size]
+    else:
+        train, evals = split_rows(rows, data.split.eval_size, data.split.train_size, data.split.seed)
+    for row in (*train, *evals):
+        task.input_text(row)  # fail early, naming the missing input column
+        if data.answer_field:
+            row["gold"] = as_answer(task, row.get(data.answer_field))
+    return train, evals
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def stage_teach(ctx: StageContext) -> dict[str, Any]:
+    from distill.teachers import run_teach
+
+    train, evals = load_splits(ctx.recipe)
+    write_jsonl(ctx.dir / "eval.jsonl", evals)
+    summary = run_teach(ctx.recipe, train, ctx.dir)
+    return {"eval_rows": len(evals), **summary}
+
+
+def stage_curate(ctx: StageContext) -> dict[str, Any]:
+    from distill.data.curate import curate
+
+    labelled = read_jsonl(ctx.upstream("teach") / "labelled.jsonl")
+    evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
+    return curate(ctx.recipe, labelled, evals, ctx.dir)
+
+
+def stage_train(ctx: StageContext) -> dict[str, Any]:
+    from distill.train import train_student
+
+    rows = read_jsonl(ctx.upstream("curate") / "train.jsonl")
+    return train_student(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)
+
+
+def stage_eval(ctx: StageContext) -> dict[str, Any]:
+    from distill.eval import evaluate_predictors
+
+    evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
+    kinds = [k for k in ctx.recipe.eval.predictors if k != "gguf"]  # GGUFs are judged after quantize
+    return evaluate_predictors(ctx.recipe, ctx.run_dir, kinds, evals, ctx.dir)
+
+
+def stage_quantize(ctx: StageContext) -> dict[str, Any]:
+    from distill.eval import evaluate_predictors
+    from quantize.gguf import convert_to_gguf, quantize_gguf
+
+    merged = Path(ctx.records["train"]["outputs"]["merged_dir"])
+    f16 = convert_to_gguf(merged, ctx.dir / "model-f16.gguf", outtype="f16", overwrite=True)
+    artifacts = {"f16": str(f16)}
+    for qtype in ctx.recipe.quantize.types:
+        if qtype in ("f16", "bf16"):
+            continue
+        artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / f"model-{qtype}.gguf", qtype, overwrite=True))
+    outputs: dict[str, Any] = {"artifacts": artifacts, "sizes": {k: Path(v).stat().st_size for k, v in artifacts.items()}}
+    if "gguf" in ctx.recipe.eval.predictors:
+        evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
+        kinds = [f"gguf:{q}" for q in artifacts if q != "f16" or len(artifacts) == 1]
+        outputs["eval"] = evaluate_predictors(ctx.recipe, ctx.run_dir, kinds, evals, ctx.dir / "eval")
+    return outputs
+
+
+def stage_pack(ctx: StageContext) -> dict[str, Any]:
+    from edge_runtime.bundle import pack_run
+
+    bundle = pack_run(ctx.run_dir, ctx.recipe.target.profile, ctx.dir / "bundle", overwrite=True)
+    return {"bundle": str(bundle)}

@@ -1,0 +1,66 @@
+"""Shared rich progress helpers so every long step shows rate and ETA the same way."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=True)
+
+
+def progress(**extra) -> Progress:
+    """A progress bar with count, rate and ETA."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+        **extra,
+    )
+
+
+class Bar:
+    """`with Bar("label", total) as bar: bar.advance(info=...)` with an items/s rate."""
+
+    def __init__(self, description: str, total: int | None, unit: str = "it"):
+        self.progress = progress()
+        self.unit = unit
+        self.task = self.progress.add_task(description, total=total, rate="", info="")
+
+    def __enter__(self) -> "Bar":
+        self.progress.start()
+        return self
+
+    def advance(self, n: int = 1, info: str = "") -> None:
+        self.progress.advance(self.task, n)
+        speed = self.progress.tasks[0].speed
+        rate = f"{speed:.2f} {self.unit}/s" if speed else ""
+        self.progress.update(self.task, rate=rate, info=info)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    with console.status(message):
+        yield
+    console.log(f"[green]done[/]: {message}")

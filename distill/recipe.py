@@ -1,0 +1,270 @@
+"""Recipes: one YAML file is one runnable pipeline.
+
+Loaded into typed models that reject unknown keys. Every problem is collected and
+reported at once with its path (`student.lora.r: must be > 0`), so a user fixes a broken
+recipe in one pass. Defaults live here and only here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from edge_runtime.task import Strict, TaskSpec
+
+# ---------------------------------------------------------------------------- data
+
+
+class SplitConfig(Strict):
+    """How train and eval rows are drawn when the data has one file."""
+
+    eval_size: int = Field(40, gt=0, description="rows held out for evaluation (never trained on)")
+    train_size: int | None = Field(None, gt=0, description="cap on training rows (None: all the rest)")
+    seed: int = 0
+
+
+class DataConfig(Strict):
+    path: Path = Field(..., description="JSONL or CSV with the task inputs (relative to the recipe)")
+    eval_path: Path | None = Field(None, description="a separate evaluation file; else `split` draws one")
+    id_field: str | None = Field(None, description="column with a stable row id (else the row number)")
+    answer_field: str | None = Field(
+        None, description="column with gold answers (an object, or a label / faq id); used by eval and the dataset teacher"
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+# ---------------------------------------------------------------------------- teachers
+
+
+class DatasetTeacher(Strict):
+    """Answers already on disk: the data's `answer_field`, or a JSONL log of teacher responses."""
+
+    kind: Literal["dataset"]
+    responses: Path | None = Field(None, description="JSONL of {id|prompt, response} exported from a teacher")
+
+
+class OpenAITeacher(Strict):
+    """Any OpenAI-compatible endpoint (DeepSeek, vLLM, SGLang, Ollama, llama.cpp server, gateways)."""
+
+    kind: Literal["openai"]
+    base_url: str
+    model: str
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, gt=0)
+    samples: int = Field(1, gt=0, description="self-consistency: answers per input, majority-voted")
+    concurrency: int = Field(16, gt=0)
+    requests_per_minute: int | None = Field(None, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    response_format: bool = Field(True, description="send the task's JSON schema as response_format")
+    reasoning: Literal["drop", "keep"] = "drop"
+    price_input_per_m: float | None = Field(None, ge=0, description="USD per million prompt tokens")
+    price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
+    max_cost_usd: float | None = Field(None, gt=0)
+
+
+class LlamaCppTeacher(Strict):
+    kind: Literal["llamacpp"]
+    model: str = Field(..., description="path to a GGUF, or a model name the toolkit resolves offline")
+    n_ctx: int = Field(4096, gt=0)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, gt=0)
+    samples: int = Field(1, gt=0)
+
+
+class TransformersTeacher(Strict):
+    kind: Literal["transformers"]
+    model: str
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, gt=0)
+    samples: int = Field(1, gt=0)
+
+
+TeacherConfig = Annotated[
+    Union[DatasetTeacher, OpenAITeacher, LlamaCppTeacher, TransformersTeacher], Field(discriminator="kind")
+]
+TEACHER_KINDS = ("dataset", "openai", "llamacpp", "transformers")
+
+# ---------------------------------------------------------------------------- stages
+
+
+class CurateConfig(Strict):
+    dedup: bool = True
+    near_duplicate_threshold: float = Field(0.9, gt=0, le=1, description="MinHash Jaccard above which rows are duplicates")
+    decontaminate: bool = Field(True, description="drop training rows that overlap the eval split")
+    ngram: int = Field(13, gt=0, description="n-gram size for decontamination")
+    max_input_chars: int = Field(8000, gt=0)
+    min_agreement: float = Field(0.0, ge=0, le=1, description="self-consistency agreement below which rows are dropped")
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainingConfig(Strict):
+    epochs: float = Field(2.0, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many steps (overrides epochs)")
+    batch_size: int = Field(4, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    learning_rate: float | None = Field(None, gt=0, description="None: the student preset's suggestion")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    max_seq_len: int = Field(1024, gt=0)
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="curated rows held out for validation loss")
+    early_stopping_patience: int | None = Field(None, gt=0)
+    gradient_checkpointing: bool = False
+    loss_on_answer_only_head: bool = Field(True, description="compute the output layer only at answer tokens")
+    seed: int = 0
+
+
+class StudentConfig(Strict):
+    model: str = Field("gemma-3-270m", description="a preset name, an HF id or a local path")
+    method: Literal["lora", "qlora", "full"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+class EvalConfig(Strict):
+    predictors: list[Literal["teacher", "base", "student", "gguf"]] = Field(
+        default_factory=lambda: ["teacher", "base", "student", "gguf"]
+    )
+    max_examples: int | None = Field(None, gt=0)
+    max_new_tokens: int = Field(160, gt=0)
+    requests_per_day: int = Field(100_000, gt=0, description="volume for the monthly cost table")
+    bootstrap_samples: int = Field(1000, ge=0)
+
+
+class QuantizeConfig(Strict):
+    types: list[Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "iq4_xs"]] = Field(
+        default_factory=lambda: ["q4_k_m"]
+    )
+    imatrix: bool = False
+    quality_floor: float = Field(0.98, gt=0, le=1, description="fraction of the F16 student's metric to keep")
+
+
+class TargetConfig(Strict):
+    profile: str = "router-8gb"
+    n_ctx: int = Field(2048, gt=0)
+    parallel: int = Field(1, gt=0)
+    confidence_threshold: float = Field(0.5, ge=0, le=1, description="below it, the runtime escalates")
+
+
+class Recipe(Strict):
+    name: str = Field("", description="run name; defaults to the file name")
+    task: TaskSpec
+    data: DataConfig
+    teacher: TeacherConfig = Field(default_factory=lambda: DatasetTeacher(kind="dataset"))
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    target: TargetConfig = Field(default_factory=TargetConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        if self.teacher.kind == "dataset" and self.teacher.responses is None and not self.data.answer_field:
+            raise ValueError("teacher.kind 'dataset' needs data.answer_field or teacher.responses")
+        return self
+
+
+class RecipeError(ValueError):
+    """Every problem with one recipe, each naming its field."""
+
+    def __init__(self, path: Path | str, problems: list[str]):
+        self.path, self.problems = Path(path), problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s) in the recipe:\n{lines}")
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in TEACHER_KINDS))
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        msg = "unknown key (check the spelling; `distill validate` prints every allowed key with its default)"
+    elif kind == "union_tag_invalid":
+        got = err.get("input", {}).get("kind") if isinstance(err.get("input"), dict) else None
+        msg = f"unknown {got!r}, expected one of {', '.join(TEACHER_KINDS)}"
+        loc = f"{loc}.kind" if loc else "kind"
+    elif kind == "union_tag_not_found":
+        msg = f"missing `kind`, expected one of {', '.join(TEACHER_KINDS)}"
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        msg = msg.replace("Input should be", "must be")
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load, validate and resolve a recipe file; raise RecipeError listing every problem.
+
+    `overrides` are `dotted.key=value` strings (YAML values) applied before validation,
+    for tests and quick experiments: `student.training.max_steps=2`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(path, [f"file not found: {path} (give the path to a recipe YAML, e.g. recipes/quickstart.yaml)"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(path, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    if raw is None:
+        raise RecipeError(path, ["the file is empty: a recipe needs at least `task` and `data` sections"])
+    if not isinstance(raw, dict):
+        raise RecipeError(path, [f"a recipe is a YAML mapping of sections, got a {type(raw).__name__}"])
+    for item in overrides or []:
+        _apply_override(raw, item, path)
+    raw.setdefault("name", path.stem)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError(path, [_format_error(e) for e in exc.errors()]) from None
+    problems = _resolve_paths(recipe, path.parent)
+    if problems:
+        raise RecipeError(path, problems)
+    return recipe
+
+
+def _apply_override(raw: dict, item: str, path: Path) -> None:
+    if "=" not in item:
+        raise RecipeError(path, [f"override {item!r} must look like section.key=value"])
+    key, value = item.split("=", 1)
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(path, [f"override {item!r}: {part} is not a section"])
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> list[str]:
+    """Make data paths absolute (relative to the recipe file) and check they exist."""
+    problems = []
+    checks = [("data.path", recipe.data, "path"), ("data.eval_path", recipe.data, "eval_path")]
+    if recipe.teacher.kind == "dataset":
+        checks.append(("teacher.responses", recipe.teacher, "responses"))
+    for label, obj, attr in checks:
+        value = getattr(obj, attr)
+        if value is None:
+            continue
+        resolved = value if value.is_absolute() else (base / value).resolve()
+        setattr(obj, attr, resolved)
+        if not resolved.is_file():
+            problems.append(f"{label}: file not found: {resolved}")
+        elif resolved.suffix.lower() not in (".jsonl", ".csv", ".json"):
+            problems.append(f"{label}: unsupported format {resolved.suffix!r}; use .jsonl or .csv")
+    return problems
+
+
+def dump_resolved(recipe: Recipe) -> str:
+    """The recipe with every default filled in, as YAML."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

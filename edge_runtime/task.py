@@ -1,0 +1,219 @@
+"""The task spec: one definition of a task that every stage shares.
+
+The teacher is prompted with it, training examples are rendered with it, evaluation
+parses with it and the runtime serves with it (from the copy stored in the bundle), so
+a student is never served with a prompt different from the one it was trained on.
+Only pydantic and the standard library here: the runtime on a router imports this.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TASK_KINDS = ("extraction", "classification", "faq")
+NO_ANSWER = "none"
+
+# The toolkit's plain prompt format for base models without a chat template.
+PLAIN_TEMPLATE = "{instructions}\n\n### Input:\n{input}\n\n### Output (JSON):\n"
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FieldSpec(Strict):
+    """One output field of an extraction task."""
+
+    description: str = ""
+    type: Literal["text", "date", "amount"] = Field(
+        "text", description="how values are normalised before comparison"
+    )
+
+
+class FewShot(Strict):
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+class TaskSpec(Strict):
+    """What a task reads, what it answers, and how answers are judged."""
+
+    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]*$", description="used in URLs and file names")
+    kind: Literal["extraction", "classification", "faq"]
+    instructions: str = Field(..., min_length=1, description="what the model is asked to do")
+    input_field: str = Field("text", description="the input column; a list of lines is joined by newlines")
+    fields: dict[str, FieldSpec] = Field(default_factory=dict, description="extraction: output fields")
+    labels: list[str] = Field(default_factory=list, description="classification: the label set")
+    faq_ids: list[str] = Field(default_factory=list, description="faq: the ids the answer may name")
+    few_shot: list[FewShot] = Field(default_factory=list)
+    template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "TaskSpec":
+        if self.kind == "extraction" and not self.fields:
+            raise ValueError("an extraction task needs `fields` (e.g. fields: {total: {type: amount}})")
+        if self.kind == "classification" and len(self.labels) < 2:
+            raise ValueError("a classification task needs `labels` with at least two labels")
+        if self.kind == "classification" and len(set(self.labels)) != len(self.labels):
+            raise ValueError("classification `labels` contain duplicates")
+        if "{input}" not in self.template:
+            raise ValueError("`template` must contain {input}")
+        return self
+
+    # ---- rendering -------------------------------------------------------------
+    def input_text(self, example: dict[str, Any]) -> str:
+        """The task input of one example as text (a list of OCR lines becomes lines)."""
+        if self.input_field not in example:
+            raise KeyError(
+                f"example has no input field {self.input_field!r} (it has {sorted(example)}); "
+                f"set task.input_field to the column that holds the input"
+            )
+        value = example[self.input_field]
+        if isinstance(value, list):
+            return "\n".join(str(v) for v in value)
+        return str(value)
+
+    def render_prompt(self, example: dict[str, Any], context: str = "") -> str:
+        """The exact prompt the student sees (and is trained on). `context` carries
+        retrieved FAQ candidates for faq tasks."""
+        text = self.input_text(example)
+        if context:
+            text = f"{text}\n\n{context}"
+        shots = "".join(
+            self.template.format(instructions="", input=self.input_text(s.input)).lstrip()
+            + self.render_answer(s.output)
+            + "\n\n"
+            for s in self.few_shot
+        )
+        return self.template.format(instructions=self.instructions + ("\n\n" + shots.rstrip() if shots else ""), input=text)
+
+    def render_answer(self, answer: dict[str, Any]) -> str:
+        """The canonical JSON text of an answer: the training target and the grammar's output."""
+        ordered = {k: answer.get(k, "") for k in self.answer_keys()}
+        return json.dumps(ordered, ensure_ascii=False)
+
+    def answer_keys(self) -> list[str]:
+        if self.kind == "extraction":
+            return list(self.fields)
+        if self.kind == "classification":
+            return ["label"]
+        return ["faq_id"]
+
+    # ---- schema and parsing ----------------------------------------------------
+    def json_schema(self) -> dict[str, Any]:
+        """JSON schema of a valid answer: sent to API teachers, compiled to a grammar locally."""
+        if self.kind == "extraction":
+            props: dict[str, Any] = {k: {"type": "string"} for k in self.fields}
+        elif self.kind == "classification":
+            props = {"label": {"type": "string", "enum": list(self.labels)}}
+        else:
+            props = {"faq_id": {"type": "string", "enum": [*self.faq_ids, NO_ANSWER] if self.faq_ids else None}}
+            if props["faq_id"]["enum"] is None:
+                del props["faq_id"]["enum"]
+        return {
+            "type": "object",
+            "properties": props,
+            "required": list(props),
+            "additionalProperties": False,
+        }
+
+    def validate_answer(self, answer: Any) -> list[str]:
+        """Problems with an answer object; empty when it is valid."""
+        if not isinstance(answer, dict):
+            return [f"answer must be a JSON object, got {type(answer).__name__}"]
+        problems = []
+        keys = self.answer_keys()
+        for k in keys:
+            if k not in answer:
+                problems.append(f"missing key {k!r}")
+            elif not isinstance(answer[k], str):
+                problems.append(f"{k!r} must be a string, got {type(answer[k]).__name__}")
+        extra = sorted(set(answer) - set(keys))
+        if extra:
+            problems.append(f"unexpected keys {extra}")
+        if self.kind == "classification" and isinstance(answer.get("label"), str) and answer["label"] not in self.labels:
+            problems.append(f"label {answer['label']!r} is not one of the {len(self.labels)} labels")
+        if self.kind == "faq" and self.faq_ids and isinstance(answer.get("faq_id"), str):
+            if answer["faq_id"] not in self.faq_ids and answer["faq_id"] != NO_ANSWER:
+                problems.append(f"faq_id {answer['faq_id']!r} is not a known FAQ id")
+        return problems
+
+    def parse(self, text: str) -> tuple[dict[str, Any] | None, list[str]]:
+        """Parse a model's raw output into an answer: (answer, problems).
+
+        Tolerates text around one JSON object (reasoning, code fences) but never guesses:
+        the answer is None whenever no valid object is found.
+        """
+        candidate = extract_json_object(text)
+        if candidate is None:
+            return None, ["no JSON object in the output"]
+        problems = self.validate_answer(candidate)
+        return (candidate if not problems else None), problems
+
+    # ---- normalisation ---------------------------------------------------------
+    def normalise(self, key: str, value: Any) -> str:
+        """Comparable form of one answer value, by the field's type."""
+        if value is None:
+            return ""
+        kind = self.fields[key].type if (self.kind == "extraction" and key in self.fields) else "text"
+        return NORMALISERS[kind](str(value))
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_file(cls, path) -> "TaskSpec":
+        with open(path, encoding="utf-8") as fh:
+            return cls.model_validate_json(fh.read())
+
+
+def extract_json_object(text: str) -> Any | None:
+    """The first decodable JSON object in `text`, after any reasoning block."""
+    text = re.sub(r"<think>.*?</think>", "", text, flags=re.S)
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            obj, _ = decoder.raw_decode(text[match.start():])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
+def _norm_text(value: str) -> str:
+    return re.sub(r"\s+", " ", value).strip().upper()
+
+
+_DATE_FORMATS = (
+    "%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%d.%m.%y", "%Y-%m-%d", "%Y/%m/%d",
+    "%d %b %Y", "%d %B %Y", "%d-%b-%Y", "%d-%b-%y", "%d %b %y", "%b %d, %Y", "%d%b%Y", "%d/%b/%Y",
+)
+
+
+def _norm_date(value: str) -> str:
+    s = re.sub(r"\s+", " ", value).strip()
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(s, fmt).strftime("%Y-%m-%d")
+        except ValueError:
+            continue
+    return _norm_text(s)
+
+
+def _norm_amount(value: str) -> str:
+    s = re.sub(r"(?i)\b(rm|myr|usd|eur|sgd)\b|[$€£\s]", "", value).replace(",", "")
+    try:
+        return f"{float(s):.2f}"
+    except ValueError:
+        return _norm_text(value)
+
+
+NORMALISERS = {"text": _norm_text, "date": _norm_date, "amount": _norm_amount}
