@@ -98,6 +98,7 @@ class CurateConfig(Strict):
     near_duplicate_threshold: float = Field(0.9, gt=0, le=1, description="MinHash Jaccard above which rows are duplicates")
     decontaminate: bool = Field(True, description="drop training rows that overlap the eval split")
     ngram: int = Field(13, gt=0, description="n-gram size for decontamination")
+    max_eval_overlap: float = Field(0.5, ge=0, le=1, description="drop a row when more than this fraction of its n-grams occur in the eval split")
     max_input_chars: int = Field(8000, gt=0)
     min_agreement: float = Field(0.0, ge=0, le=1, description="self-consistency agreement below which rows are dropped")
 

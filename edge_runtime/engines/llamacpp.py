@@ -53,6 +53,12 @@ class LlamaCppPredictor:
         self.grammar = LlamaGrammar.from_json_schema(json.dumps(task.json_schema()), verbose=False)
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Free the model now; llama.cpp's own finaliser can fail at interpreter exit."""
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.close()
+
     @property
     def size_bytes(self) -> int:
         return self.path.stat().st_size

@@ -1,0 +1,74 @@
+"""The run pipeline: stage records, skipping, invalidation by recipe changes, --from/--until.
+
+Uses the real teach and curate stages on the real receipts (they need no model)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from distill.cli import main
+from distill.pipeline.runner import read_record, run_pipeline, select_stages
+from distill.recipe import load_recipe
+
+QUICKSTART = Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml"
+
+
+def _run(tmp_path, overrides=(), **kw):
+    recipe = load_recipe(QUICKSTART, list(overrides))
+    logs = []
+    run_pipeline(recipe, tmp_path / "run", log=logs.append, **kw)
+    return logs
+
+
+def test_finished_stages_are_skipped_and_changes_redo_what_they_affect(tmp_path):
+    logs = _run(tmp_path, until="curate")
+    assert any(l.startswith("[teach] running") for l in logs) and any(l.startswith("[curate] running") for l in logs)
+    labelled = (tmp_path / "run/teach/labelled.jsonl").read_text().splitlines()
+    assert len(labelled) == 120 and all(json.loads(l)["answer"] for l in labelled)
+    assert len((tmp_path / "run/teach/eval.jsonl").read_text().splitlines()) == 40
+    teach_fp = read_record(tmp_path / "run", "teach")["fingerprint"]
+
+    logs = _run(tmp_path, until="curate")
+    assert [l.split(" ")[1] for l in logs] == ["up", "up"]  # both "up to date"
+
+    # a curate change redoes curate only
+    logs = _run(tmp_path, ["curate.dedup=false"], until="curate")
+    assert logs[0].startswith("[teach] up to date") and logs[1].startswith("[curate] running")
+    # a data change redoes teach and everything after it
+    logs = _run(tmp_path, ["data.split.train_size=60"], until="curate")
+    assert logs[0].startswith("[teach] running") and logs[2].startswith("[curate] running")
+    assert read_record(tmp_path / "run", "teach")["fingerprint"] != teach_fp
+    report = json.loads((tmp_path / "run/curate/report.json").read_text())
+    assert report["input_rows"] == 60
+
+
+def test_a_stage_killed_before_its_record_is_redone(tmp_path):
+    _run(tmp_path, until="curate")
+    (tmp_path / "run/curate/record.json").unlink()  # what a kill before the end leaves
+    logs = _run(tmp_path, until="curate")
+    assert logs[0].startswith("[teach] up to date") and logs[1].startswith("[curate] running")
+
+
+def test_from_needs_fresh_earlier_stages(tmp_path):
+    with pytest.raises(RuntimeError, match="needs 'teach'"):
+        _run(tmp_path, start="curate", until="curate")
+    _run(tmp_path, until="curate")
+    with pytest.raises(RuntimeError, match="'curate' is out of date"):
+        _run(tmp_path, ["curate.ngram=5"], start="train", until="train")
+
+
+def test_stage_selection_errors():
+    assert select_stages("train", "eval") == ["train", "eval"]
+    with pytest.raises(ValueError, match="unknown stage 'trian'"):
+        select_stages("trian", None)
+    with pytest.raises(ValueError, match="comes after"):
+        select_stages("eval", "teach")
+
+
+def test_cli_runs_single_stages(tmp_path):
+    run_dir = tmp_path / "cli-run"
+    assert main(["teach", str(QUICKSTART), "--run-dir", str(run_dir)]) == 0
+    assert main(["curate", str(QUICKSTART), "--run-dir", str(run_dir)]) == 0
+    report = json.loads((run_dir / "curate/report.json").read_text())
+    assert report["input_rows"] == 120 and report["kept"] + sum(d["count"] for d in report["dropped"].values()) == 120

@@ -1,0 +1,44 @@
+"""`distill run` end to end through the real CLI on a tiny in-process model: every stage
+does its real job (dataset teacher, curation, LoRA training, evaluation, GGUF conversion
+and quantization, bundle) on a handful of real receipts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TINY = [
+    "--set", "data.split.train_size=12", "--set", "data.split.eval_size=3",
+    "--set", "student.training.max_steps=2", "--set", "student.training.batch_size=2",
+    "--set", "student.training.max_seq_len=512",
+    "--set", "eval.predictors=[teacher,student,gguf]", "--set", "eval.max_new_tokens=8",
+    "--set", "eval.bootstrap_samples=50",
+]
+
+
+def _distill(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def test_run_end_to_end_then_resume_skips_everything(tmp_path, tiny_gemma_dir, quickstart_recipe):
+    run_dir = tmp_path / "run"
+    args = ["run", str(quickstart_recipe), "--run-dir", str(run_dir), "--set", f"student.model={tiny_gemma_dir}", *TINY]
+    first = _distill(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-4000:]
+    for stage in ("teach", "curate", "train", "eval", "quantize", "pack"):
+        record = json.loads((run_dir / stage / "record.json").read_text())
+        assert record["stage"] == stage and record["fingerprint"]
+    assert (run_dir / "train/merged/config.json").exists() and (run_dir / "train/adapter").is_dir()
+    assert (run_dir / "quantize/model-q4_k_m.gguf").stat().st_size > 0
+    bundle = Path(json.loads((run_dir / "pack/record.json").read_text())["outputs"]["bundle"])
+    assert (bundle / "manifest.json").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary) >= {"teacher", "student", "gguf-q4_k_m"}
+    assert summary["teacher"]["headline"] == 1.0  # the dataset teacher's answers are the gold labels
+    assert summary["gguf-q4_k_m"]["json_validity"] == 1.0  # grammar-constrained decoding
+    assert "predictor" in first.stdout + first.stderr  # the summary table was printed
+
+    again = _distill(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-4000:]
+    out = again.stdout + again.stderr
+    assert out.count("up to date") == 6, out[-3000:]

@@ -1,0 +1,57 @@
+"""The task spec: prompts, schema, parsing and normalisation shared by every stage."""
+
+import pytest
+from pydantic import ValidationError
+
+from edge_runtime.task import TaskSpec, extract_json_object
+
+RECEIPTS = TaskSpec(
+    name="receipts", kind="extraction", instructions="Extract.", input_field="ocr_lines",
+    fields={"company": {}, "date": {"type": "date"}, "total": {"type": "amount"}},
+)
+INTENTS = TaskSpec(name="intents", kind="classification", instructions="Classify.", labels=["a", "b"])
+
+
+def test_prompt_joins_lines_and_answer_is_canonical():
+    prompt = RECEIPTS.render_prompt({"ocr_lines": ["SHOP", "TOTAL 9.00"]})
+    assert prompt.endswith("### Input:\nSHOP\nTOTAL 9.00\n\n### Output (JSON):\n")
+    assert RECEIPTS.render_answer({"total": "9.00", "company": "SHOP", "date": "1/1/2019"}) == (
+        '{"company": "SHOP", "date": "1/1/2019", "total": "9.00"}'
+    )
+
+
+def test_missing_input_field_names_the_fix():
+    with pytest.raises(KeyError, match="set task.input_field"):
+        RECEIPTS.render_prompt({"text": "x"})
+
+
+def test_parse_valid_invalid_and_reasoning():
+    assert RECEIPTS.parse('{"company": "A", "date": "", "total": "1"}')[0] == {"company": "A", "date": "", "total": "1"}
+    assert RECEIPTS.parse("not json") == (None, ["no JSON object in the output"])
+    answer, problems = RECEIPTS.parse('{"company": "A"}')
+    assert answer is None and "missing key 'date'" in problems
+    # a JSON object inside the reasoning is never taken as the answer
+    text = '<think>maybe {"label": "b"}</think> {"label": "a"}'
+    assert INTENTS.parse(text)[0] == {"label": "a"}
+    assert INTENTS.parse('{"label": "c"}')[1] == ["label 'c' is not one of the 2 labels"]
+    assert extract_json_object("```json\n{\"x\": 1}\n```") == {"x": 1}
+
+
+def test_schema_matches_kind():
+    assert INTENTS.json_schema()["properties"]["label"]["enum"] == ["a", "b"]
+    assert RECEIPTS.json_schema()["required"] == ["company", "date", "total"]
+
+
+def test_normalisation_by_field_type():
+    assert RECEIPTS.normalise("date", "25/12/2018") == RECEIPTS.normalise("date", "2018-12-25")
+    assert RECEIPTS.normalise("date", "12-01-19") == "2019-01-12"
+    assert RECEIPTS.normalise("total", "RM 1,234.5") == "1234.50"
+    assert RECEIPTS.normalise("company", " shop  sdn bhd ") == "SHOP SDN BHD"
+    assert RECEIPTS.normalise("total", None) == ""
+
+
+def test_kind_requirements():
+    with pytest.raises(ValidationError, match="needs `fields`"):
+        TaskSpec(name="x", kind="extraction", instructions="i")
+    with pytest.raises(ValidationError, match="duplicates"):
+        TaskSpec(name="x", kind="classification", instructions="i", labels=["a", "a"])
