@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -51,7 +52,12 @@ class TaskSpec(Strict):
     input_field: str = Field("text", description="the input column; a list of lines is joined by newlines")
     fields: dict[str, FieldSpec] = Field(default_factory=dict, description="extraction: output fields")
     labels: list[str] = Field(default_factory=list, description="classification: the label set")
-    faq_ids: list[str] = Field(default_factory=list, description="faq: the ids the answer may name")
+    faq_ids: list[str] = Field(default_factory=list, description="faq: the ids the answer may name (filled from knowledge_base)")
+    knowledge_base: str | None = Field(
+        None, description="faq: JSONL of {id, question, answers} the query is matched against "
+        "(relative to the recipe, or to the task file in a bundle)"
+    )
+    top_k: int = Field(5, gt=0, description="faq: how many retrieved FAQ entries the prompt lists as candidates")
     few_shot: list[FewShot] = Field(default_factory=list)
     template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}")
 
@@ -63,6 +69,8 @@ class TaskSpec(Strict):
             raise ValueError("a classification task needs `labels` with at least two labels")
         if self.kind == "classification" and len(set(self.labels)) != len(self.labels):
             raise ValueError("classification `labels` contain duplicates")
+        if self.knowledge_base and self.kind != "faq":
+            raise ValueError("`knowledge_base` is for faq tasks only; remove it or set kind: faq")
         if "{input}" not in self.template:
             raise ValueError("`template` must contain {input}")
         return self
@@ -80,10 +88,41 @@ class TaskSpec(Strict):
             return "\n".join(str(v) for v in value)
         return str(value)
 
+    def context_for(self, example: dict[str, Any]) -> str:
+        """Retrieved FAQ candidates for a faq task with a knowledge base; "" otherwise."""
+        if self.kind != "faq" or not self.knowledge_base:
+            return ""
+        from edge_runtime.retrieval import candidates_for, load_knowledge_base
+
+        return candidates_for(load_knowledge_base(self.knowledge_base), self.input_text(example), self.top_k)
+
+    def attach_knowledge_base(self, base_dir: str | Path) -> list[str]:
+        """Resolve `knowledge_base` against `base_dir`, load it and fill `faq_ids` from it, so
+        the answer schema's enum is the knowledge base's ids. Returns problems (empty if fine)."""
+        if not self.knowledge_base:
+            return []
+        from edge_runtime.retrieval import load_knowledge_base
+
+        path = Path(self.knowledge_base)
+        resolved = path if path.is_absolute() else (Path(base_dir) / path).resolve()
+        try:
+            kb = load_knowledge_base(resolved)
+        except (OSError, ValueError) as exc:
+            return [f"task.knowledge_base: {exc}"]
+        self.knowledge_base = str(resolved)
+        unknown = sorted(set(self.faq_ids) - set(kb.ids))
+        if unknown:
+            return [f"task.faq_ids: {unknown[:5]} not in the knowledge base {resolved.name}; leave faq_ids out to take them from it"]
+        if not self.faq_ids:
+            self.faq_ids = kb.ids
+        return []
+
     def render_prompt(self, example: dict[str, Any], context: str = "") -> str:
         """The exact prompt the student sees (and is trained on). `context` carries
-        retrieved FAQ candidates for faq tasks."""
+        retrieved FAQ candidates for faq tasks; when not given, a faq task with a knowledge
+        base retrieves them itself, so training, eval and runtime build the same prompt."""
         text = self.input_text(example)
+        context = context or self.context_for(example)
         if context:
             text = f"{text}\n\n{context}"
         shots = "".join(
@@ -170,8 +209,13 @@ class TaskSpec(Strict):
 
     @classmethod
     def from_file(cls, path) -> "TaskSpec":
+        """Load a task file (e.g. a bundle's); a relative knowledge_base is relative to it."""
         with open(path, encoding="utf-8") as fh:
-            return cls.model_validate_json(fh.read())
+            task = cls.model_validate_json(fh.read())
+        problems = task.attach_knowledge_base(Path(path).parent)
+        if problems:
+            raise ValueError(f"{path}: " + "; ".join(problems))
+        return task
 
 
 def extract_json_object(text: str) -> Any | None:

@@ -78,6 +78,8 @@ def input_hashes(recipe: Recipe, stage: str) -> dict[str, str]:
     files = {"data.path": recipe.data.path, "data.eval_path": recipe.data.eval_path}
     if recipe.teacher.kind == "dataset":
         files["teacher.responses"] = recipe.teacher.responses
+    if recipe.task.knowledge_base:  # an edited FAQ changes every prompt
+        files["task.knowledge_base"] = recipe.task.knowledge_base
     return {k: file_sha256(v) for k, v in files.items() if v is not None}
 
 

@@ -1,0 +1,189 @@
+"""FAQ retrieval: BM25 over a small knowledge base, and the candidate text a faq prompt carries.
+
+A faq task never asks the student to recall 125 answers from its weights: the query
+retrieves the top-k FAQ entries and the student picks one of them (or "none"). The same
+code runs in training, evaluation and on the device, so it is numpy and the standard
+library only (Okapi BM25 written out, ~40 lines; no torch, no index server).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Common English function words: they match every question and only add noise to BM25.
+STOPWORDS = frozenset(
+    """a about an and are as at be been but by can could do does doing for from had has have how i if in
+    into is it its me my of on or our should so than that the their them then there these this those to
+    was we were what when where which who why will with would you your""".split()
+)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens without stopwords, with a light plural strip ("accounts" ~ "account")."""
+    out = []
+    for tok in re.findall(r"[a-z0-9]+", text.lower()):
+        if tok in STOPWORDS:
+            continue
+        if len(tok) > 3 and tok.endswith("s") and not tok.endswith("ss"):
+            tok = tok[:-1]
+        out.append(tok)
+    return out
+
+
+class BM25:
+    """Okapi BM25 (Robertson & Zaragoza 2009) with the usual k1=1.5, b=0.75 and a non-negative idf."""
+
+    def __init__(self, docs: list[list[str]], k1: float = 1.5, b: float = 0.75):
+        if not docs:
+            raise ValueError("BM25 needs at least one document")
+        self.k1, self.b = k1, b
+        self.vocab: dict[str, int] = {}
+        for doc in docs:
+            for tok in doc:
+                self.vocab.setdefault(tok, len(self.vocab))
+        self.tf = np.zeros((len(docs), max(1, len(self.vocab))), dtype=np.float32)
+        for i, doc in enumerate(docs):
+            for tok in doc:
+                self.tf[i, self.vocab[tok]] += 1
+        self.doc_len = self.tf.sum(axis=1)
+        self.avg_len = float(self.doc_len.mean()) or 1.0
+        n_docs = len(docs)
+        df = (self.tf > 0).sum(axis=0)
+        self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+    def scores(self, query: list[str]) -> np.ndarray:
+        """One score per document; 0 for documents sharing no term with the query."""
+        cols = [self.vocab[t] for t in query if t in self.vocab]
+        if not cols:
+            return np.zeros(self.tf.shape[0], dtype=np.float32)
+        tf = self.tf[:, cols]
+        norm = self.k1 * (1 - self.b + self.b * self.doc_len / self.avg_len)
+        return (self.idf[cols] * tf * (self.k1 + 1) / (tf + norm[:, None])).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    id: str
+    question: str
+    answers: tuple[str, ...] = ()
+
+    @property
+    def answer(self) -> str:
+        """The answer the runtime returns with the chosen id: the first (accepted) one."""
+        return self.answers[0] if self.answers else ""
+
+
+@dataclass
+class KnowledgeBase:
+    """FAQ entries with a BM25 index over each entry's question (and, by default, its answers)."""
+
+    entries: list[FaqEntry]
+    index_answers: bool = True
+    _by_id: dict[str, FaqEntry] = field(init=False, repr=False)
+    _bm25: BM25 = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {e.id: e for e in self.entries}
+        if len(self._by_id) != len(self.entries):
+            dup = next(e.id for e in self.entries if sum(x.id == e.id for x in self.entries) > 1)
+            raise ValueError(f"knowledge base: FAQ id {dup!r} occurs more than once; ids must be unique")
+        # The question counts twice: it is the entry's best summary, answers are long and noisy.
+        self._bm25 = BM25([
+            tokenize(e.question) * 2 + (tokenize(" ".join(e.answers)) if self.index_answers else [])
+            for e in self.entries
+        ])
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, faq_id: str) -> FaqEntry:
+        try:
+            return self._by_id[faq_id]
+        except KeyError:
+            raise KeyError(f"no FAQ entry {faq_id!r} in the knowledge base ({len(self)} entries)") from None
+
+    def top_k(self, query: str, k: int = 5) -> list[tuple[str, float]]:
+        """The k best entries for `query` as (faq_id, score), best first. Entries sharing no
+        word with the query are never returned, so an off-topic query gets an empty list."""
+        if k <= 0:
+            raise ValueError(f"k must be > 0, got {k}")
+        scores = self._bm25.scores(tokenize(query))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(self.entries[i].id, float(scores[i])) for i in order if scores[i] > 0]
+
+
+def load_knowledge_base(path: str | Path) -> KnowledgeBase:
+    """Read a JSONL of {id, question, answers}; cached per file version, so a task re-reads it
+    only when it changes."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"knowledge base not found: {p}; task.knowledge_base must name a JSONL of "
+            f'{{"id", "question", "answers"}} rows (relative to the recipe or bundle)'
+        )
+    st = p.stat()
+    return _load_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, _mtime_ns: int, _size: int) -> KnowledgeBase:
+    entries = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row: Any = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one FAQ object") from None
+            if not isinstance(row, dict) or "id" not in row or "question" not in row:
+                raise ValueError(f'{path}:{n}: a FAQ entry needs "id" and "question" (and optionally "answers")')
+            answers = row.get("answers") or []
+            if isinstance(answers, str):
+                answers = [answers]
+            entries.append(FaqEntry(str(row["id"]), str(row["question"]), tuple(str(a) for a in answers)))
+    if not entries:
+        raise ValueError(f"{path}: the knowledge base is empty")
+    return KnowledgeBase(entries)
+
+
+def render_candidates(kb: KnowledgeBase, hits: list[tuple[str, float]]) -> str:
+    """The candidate block appended to a faq prompt: one `[id] question` line per hit.
+
+    Scores are left out on purpose: the student reads the questions, not BM25's opinion.
+    """
+    if not hits:
+        return "Candidate FAQ entries:\n(none found)"
+    lines = [f"[{faq_id}] {kb.get(faq_id).question}" for faq_id, _ in hits]
+    return "Candidate FAQ entries:\n" + "\n".join(lines)
+
+
+def candidates_for(kb: KnowledgeBase, query: str, k: int = 5) -> str:
+    """Retrieve and render in one call: what `TaskSpec.context_for` returns for a faq task."""
+    return render_candidates(kb, kb.top_k(query, k))
+
+
+def export_knowledge_base(task, dest_dir: str | Path, name: str = "knowledge_base.jsonl"):
+    """Copy a faq task's knowledge base into `dest_dir` (a bundle) and return a copy of the
+    task that names it relatively, so `TaskSpec.from_file(dest_dir / "task.json")` finds it
+    wherever the bundle is moved. Tasks without a knowledge base are returned unchanged."""
+    if not getattr(task, "knowledge_base", None):
+        return task
+    import shutil
+
+    dest = Path(dest_dir) / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(task.knowledge_base, dest)
+    return task.model_copy(update={"knowledge_base": name})
