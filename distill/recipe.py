@@ -46,6 +46,22 @@ class DatasetTeacher(Strict):
     responses: Path | None = Field(None, description="JSONL of {id|prompt, response} exported from a teacher")
 
 
+class SynthesizeConfig(Strict):
+    """The teacher writes new inputs from the data's rows as seeds; they are then labelled
+    like any other row. Topics and personas spread them; classification targets cycle
+    through the labels so the classes stay balanced."""
+
+    count: int = Field(..., gt=0, description="how many new inputs to write")
+    per_request: int = Field(5, gt=0, le=50, description="inputs asked for in one request")
+    seeds_per_request: int = Field(3, gt=0, description="seed inputs shown as examples in each request")
+    topics: list[str] = Field(default_factory=list, description="cycled through, one per request")
+    personas: list[str] = Field(default_factory=list, description="cycled through, one per request")
+    balance_labels: bool = Field(True, description="classification: ask for each label in turn")
+    temperature: float = Field(1.0, ge=0, le=2)
+    max_tokens: int = Field(1024, gt=0)
+    seed: int = 0
+
+
 class OpenAITeacher(Strict):
     """Any OpenAI-compatible endpoint (DeepSeek, vLLM, SGLang, Ollama, llama.cpp server, gateways)."""
 
@@ -61,11 +77,13 @@ class OpenAITeacher(Strict):
     tokens_per_minute: int | None = Field(None, gt=0)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(0.5, gt=0, description="first retry backoff; doubles per attempt (capped at 30 s), full jitter")
     response_format: bool = Field(True, description="send the task's JSON schema as response_format")
     reasoning: Literal["drop", "keep"] = "drop"
     price_input_per_m: float | None = Field(None, ge=0, description="USD per million prompt tokens")
     price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
     max_cost_usd: float | None = Field(None, gt=0)
+    synthesize: SynthesizeConfig | None = Field(None, description="write new inputs from the data as seeds")
 
 
 class LlamaCppTeacher(Strict):
@@ -100,7 +118,14 @@ class CurateConfig(Strict):
     ngram: int = Field(13, gt=0, description="n-gram size for decontamination")
     max_eval_overlap: float = Field(0.5, ge=0, le=1, description="drop a row when more than this fraction of its n-grams occur in the eval split")
     max_input_chars: int = Field(8000, gt=0)
+    min_input_chars: int = Field(1, ge=1, description="drop inputs shorter than this (after stripping)")
+    max_answer_chars: int | None = Field(None, gt=0, description="drop rows whose canonical answer JSON is longer")
     min_agreement: float = Field(0.0, ge=0, le=1, description="self-consistency agreement below which rows are dropped")
+    minhash_perm: int = Field(128, ge=16, description="MinHash permutations for near-duplicate search")
+    shingle_chars: int = Field(5, gt=0, description="character shingle size for near-duplicate search")
+    pii_mask: list[Literal["email", "phone", "card", "iban", "ip"]] = Field(
+        default_factory=list, description="PII kinds to mask in inputs and answers alike (e.g. [email, phone])"
+    )
 
 
 class LoraConfig(Strict):
@@ -122,6 +147,10 @@ class TrainingConfig(Strict):
     early_stopping_patience: int | None = Field(None, gt=0)
     gradient_checkpointing: bool = False
     loss_on_answer_only_head: bool = Field(True, description="compute the output layer only at answer tokens")
+    eval_steps: int | None = Field(None, gt=0, description="evaluate and checkpoint every N steps (None: about 4 times a run)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 on a GPU that has it, fp32 on CPU; bf16 on CPU uses autocast"
+    )
     seed: int = 0
 
 
@@ -140,6 +169,18 @@ class EvalConfig(Strict):
     max_new_tokens: int = Field(160, gt=0)
     requests_per_day: int = Field(100_000, gt=0, description="volume for the monthly cost table")
     bootstrap_samples: int = Field(1000, ge=0)
+    hardware_usd_per_hour: float | None = Field(
+        None, gt=0, description="price of the self-hosted device per hour (None: the target profile's default)"
+    )
+    teacher_price_input_per_m: float = Field(
+        0.27, ge=0, description="USD per million prompt tokens for a teacher without prices (dataset: the logged model's; "
+        "default: deepseek-chat list price)"
+    )
+    teacher_price_output_per_m: float = Field(1.10, ge=0, description="USD per million completion tokens, likewise")
+    hybrid_thresholds: list[float] = Field(
+        default_factory=lambda: [0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99],
+        description="confidence thresholds below which the hybrid setup asks the teacher",
+    )
 
 
 class QuantizeConfig(Strict):
@@ -263,6 +304,7 @@ def _resolve_paths(recipe: Recipe, base: Path) -> list[str]:
             problems.append(f"{label}: file not found: {resolved}")
         elif resolved.suffix.lower() not in (".jsonl", ".csv", ".json"):
             problems.append(f"{label}: unsupported format {resolved.suffix!r}; use .jsonl or .csv")
+    problems += recipe.task.attach_knowledge_base(base)  # faq: resolve the KB, fill faq_ids
     return problems
 
 

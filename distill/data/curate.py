@@ -1,7 +1,12 @@
 """Curation: the rules a labelled row must pass before it is trained on.
 
-Each rule drops rows for one reason; the report says how many each rule dropped, with
-examples, so a user sees what the teacher's data really looked like.
+Each rule drops rows for one reason; the report (`report.json`) says how many each rule
+dropped, with examples (id, a snippet of the input and why), so a user sees what the
+teacher's data really looked like. Rules, in order: schema and label set, empty/short/long
+input, answer length, self-consistency agreement, exact duplicates, near duplicates
+(MinHash over character shingles), overlap with the eval split (word n-grams). Optional
+PII masking rewrites kept rows, inputs and answers alike, so the student learns to copy the
+mask rather than invent a value.
 """
 
 from __future__ import annotations
@@ -12,6 +17,52 @@ from pathlib import Path
 from typing import Any
 
 from distill.data.io import write_jsonl
+
+EXAMPLES = 5
+
+# PII kinds. Deliberately precise: a mask in the wrong place damages a training row (receipts
+# are full of long digit runs: GST ids, barcodes, invoice numbers), so cards must pass the
+# Luhn check, IBANs the mod-97 check, and phones need a keyword (tel, fax, ...) or a leading +.
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def _iban_ok(text: str) -> bool:
+    s = text.replace(" ", "")
+    moved = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_CARD = re.compile(r"\b[3-6]\d{3}(?:[ -]?\d{4}){2}[ -]?\d{1,7}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_IP = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
+_PHONE_KW = re.compile(r"(?i)\b(tel|phone|fax|mobile|mob|hp|h/p)\b(\s*(?:no)?\.?\s*[:#.]?\s*)(\+?\d[\d ()-]{5,}\d)")
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d{2,4}){2,4}\b")
+
+
+def _sub(pattern, mask, check=None, keep_groups=0):
+    def repl(m):
+        value = m.group(keep_groups + 1) if keep_groups else m.group(0)
+        if check and not check(value):
+            return m.group(0)
+        return "".join(m.group(i) for i in range(1, keep_groups + 1)) + mask
+
+    return lambda text: pattern.subn(repl, text)
+
+
+PII_MASKERS = {
+    "email": [_sub(_EMAIL, "[EMAIL]")],
+    "card": [_sub(_CARD, "[CARD]", check=lambda v: 13 <= len(re.sub(r"\D", "", v)) <= 19 and _luhn(re.sub(r"\D", "", v)))],
+    "iban": [_sub(_IBAN, "[IBAN]", check=_iban_ok)],
+    "ip": [_sub(_IP, "[IP]")],
+    "phone": [_sub(_PHONE_KW, "[PHONE]", keep_groups=2), _sub(_PHONE_INTL, "[PHONE]")],
+}
+PII_ORDER = ("email", "card", "iban", "ip", "phone")  # specific before general
 
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -25,48 +76,121 @@ def _overlap(grams: set, eval_grams: set) -> float:
     return len(grams & eval_grams) / len(grams) if grams else 0.0
 
 
+def _minhash(text: str, k: int, num_perm: int):
+    from datasketch import MinHash
+
+    norm = re.sub(r"\s+", " ", text.lower()).strip()
+    shingles = {norm[i : i + k] for i in range(max(1, len(norm) - k + 1))}
+    mh = MinHash(num_perm=num_perm)
+    mh.update_batch(s.encode("utf-8") for s in shingles)
+    return mh
+
+
+def mask_pii(text: str, kinds: list[str], counts: dict[str, int] | None = None) -> str:
+    for kind in PII_ORDER:
+        if kind in kinds:
+            for masker in PII_MASKERS[kind]:
+                before = text
+                text, _ = masker(text)
+                n = text.count(f"[{kind.upper()}]") - before.count(f"[{kind.upper()}]")
+                if counts is not None and n:
+                    counts[kind] = counts.get(kind, 0) + n
+    return text
+
+
+def _mask_row(row: dict[str, Any], field: str, kinds: list[str], counts: dict[str, int]) -> dict[str, Any]:
+    def mask(value: Any) -> Any:
+        if isinstance(value, str):
+            return mask_pii(value, kinds, counts)
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return value
+
+    out = dict(row)
+    out[field] = mask(row[field])
+    out["answer"] = {k: mask(v) for k, v in row["answer"].items()}
+    return out
+
+
 def curate(recipe, rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
     task, cfg = recipe.task, recipe.curate
-    dropped: dict[str, list[str]] = {}
+    dropped: dict[str, list[dict[str, Any]]] = {}
     kept: list[dict[str, Any]] = []
 
-    def drop(rule: str, row: dict[str, Any]) -> None:
-        dropped.setdefault(rule, []).append(row["id"])
+    def drop(rule: str, row: dict[str, Any], text: str, **why: Any) -> None:
+        dropped.setdefault(rule, []).append({"id": row["id"], "input": text[:160], **why})
 
     eval_texts = {task.input_text(r).strip() for r in eval_rows}
     eval_grams: set = set()
     if cfg.decontaminate:
         for r in eval_rows:
             eval_grams |= _ngrams(task.input_text(r), cfg.ngram)
-    seen: set[str] = set()
+    lsh = None
+    if cfg.dedup:
+        from datasketch import MinHashLSH
+
+        lsh = MinHashLSH(threshold=cfg.near_duplicate_threshold, num_perm=cfg.minhash_perm)
+    seen: dict[str, str] = {}
+    hashes: dict[str, Any] = {}
     for row in rows:
         text = task.input_text(row).strip()
-        if task.validate_answer(row.get("answer")):
-            drop("invalid answer", row)
-        elif not text:
-            drop("empty input", row)
-        elif len(text) > cfg.max_input_chars:
-            drop("input too long", row)
-        elif row.get("agreement", 1.0) < cfg.min_agreement:
-            drop("low teacher agreement", row)
-        elif cfg.dedup and text in seen:
-            drop("exact duplicate", row)
-        elif cfg.decontaminate and (text in eval_texts or _overlap(_ngrams(text, cfg.ngram), eval_grams) > cfg.max_eval_overlap):
-            drop("overlaps the eval split", row)
-        else:
-            seen.add(text)
-            kept.append(row)
+        problems = task.validate_answer(row.get("answer"))
+        if problems:
+            drop("invalid answer", row, text, problems=problems)
+            continue
+        if not text:
+            drop("empty input", row, text)
+            continue
+        if len(text) < cfg.min_input_chars:
+            drop("input too short", row, text, chars=len(text))
+            continue
+        if len(text) > cfg.max_input_chars:
+            drop("input too long", row, text, chars=len(text))
+            continue
+        answer_chars = len(task.render_answer(row["answer"]))
+        if cfg.max_answer_chars and answer_chars > cfg.max_answer_chars:
+            drop("answer too long", row, text, chars=answer_chars)
+            continue
+        if row.get("agreement", 1.0) < cfg.min_agreement:
+            drop("low teacher agreement", row, text, agreement=row.get("agreement"))
+            continue
+        if cfg.dedup and text in seen:
+            drop("exact duplicate", row, text, duplicate_of=seen[text])
+            continue
+        mh = None
+        if lsh is not None:
+            mh = _minhash(text, cfg.shingle_chars, cfg.minhash_perm)
+            close = [(mh.jaccard(hashes[k]), k) for k in lsh.query(mh)]
+            close = [(j, k) for j, k in close if j >= cfg.near_duplicate_threshold]
+            if close:
+                j, other = max(close)
+                drop("near duplicate", row, text, duplicate_of=other, jaccard=round(j, 3))
+                continue
+        if cfg.decontaminate:
+            share = 1.0 if text in eval_texts else _overlap(_ngrams(text, cfg.ngram), eval_grams)
+            if share > cfg.max_eval_overlap:
+                drop("overlaps the eval split", row, text, overlap=round(share, 3))
+                continue
+        seen[text] = row["id"]
+        if mh is not None:
+            lsh.insert(row["id"], mh)
+            hashes[row["id"]] = mh
+        kept.append(row)
     if not kept:
         raise ValueError(
             f"curation kept no rows out of {len(rows)} (dropped: "
             + ", ".join(f"{k}: {len(v)}" for k, v in dropped.items())
             + "); check the teacher's answers in teach/labelled.jsonl or loosen `curate`"
         )
+    pii: dict[str, int] = {}
+    if cfg.pii_mask:
+        kept = [_mask_row(r, task.input_field, cfg.pii_mask, pii) for r in kept]
     write_jsonl(out_dir / "train.jsonl", kept)
     report = {
         "input_rows": len(rows),
         "kept": len(kept),
-        "dropped": {rule: {"count": len(ids), "examples": ids[:5]} for rule, ids in dropped.items()},
+        "dropped": {rule: {"count": len(ex), "examples": ex[:EXAMPLES]} for rule, ex in dropped.items()},
+        "pii_masked": pii,
     }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    return {"kept": len(kept), "dropped": {k: len(v) for k, v in dropped.items()}}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    return {"kept": len(kept), "dropped": {k: len(v) for k, v in dropped.items()}, "pii_masked": pii}

@@ -33,7 +33,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "pack": ("target",),
 }
 # Settings that change how a stage runs but not what it produces.
-VOLATILE = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "max_retries", "max_cost_usd"}}
+VOLATILE = {"teacher": {"concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "max_retries", "backoff_s", "max_cost_usd"}}
 
 
 @dataclass

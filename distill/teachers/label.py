@@ -1,0 +1,164 @@
+"""The labelling engine every model teacher shares: cache, budget, limits, validation, vote.
+
+For each input and each sample: look the request up in the cache; otherwise reserve its
+worst-case cost, wait for the rate limits and a concurrency slot, send it, and commit the
+reply with its ledger entry at once. An invalid answer is asked again once with the
+validation error; still invalid, it is dropped and counted. Identical requests in flight
+are sent once. The output order is the input order, built from the cache, so a resumed
+run can never duplicate a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from distill.teachers.cache import ResponseCache, request_key
+from distill.teachers.ledger import BudgetExceeded, Ledger
+from distill.teachers.openai_teacher import Completion, RequestFailed, TeacherFatal
+from distill.teachers.prompting import build_messages, estimate_tokens, retry_messages
+from distill.teachers.ratelimit import RateLimiter
+from distill.teachers.vote import majority
+from edge_runtime.task import TaskSpec
+
+
+class Backend(Protocol):
+    identity: str
+    concurrency: int
+
+    async def complete(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class Outcome:
+    answer: dict[str, Any] | None
+    problems: list[str] = field(default_factory=list)
+    completion: Completion | None = None
+    failure: str = ""  # "request" | "budget" | "invalid" when answer is None
+    cost_usd: float = 0.0
+    cached: bool = True
+
+
+class Labeller:
+    def __init__(self, task: TaskSpec, backend: Backend, ledger: Ledger, *, cache: ResponseCache | None = None,
+                 limiter: RateLimiter | None = None, temperature: float = 0.0, max_tokens: int = 512,
+                 samples: int = 1, keep_reasoning: bool = False):
+        self.task, self.backend, self.ledger, self.cache = task, backend, ledger, cache
+        self.limiter = limiter or RateLimiter()
+        self.temperature, self.max_tokens, self.samples = temperature, max_tokens, samples
+        self.keep_reasoning = keep_reasoning
+        self.run_id = uuid.uuid4().hex[:12]
+        self._sem: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Future] = {}
+        self.from_cache = 0
+        self.sent = 0
+        self.fatal: TeacherFatal | None = None
+
+    def sampling(self, sample: int) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": sample if self.samples > 1 else None,
+        }
+
+    async def fetch(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> tuple[Completion, float, bool]:
+        """(completion, cost paid now, came from cache)."""
+        key = request_key(self.backend.identity, messages, sampling)
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is not None:
+            self.from_cache += 1
+            return Completion.from_dict(hit), 0.0, True
+        if key in self._inflight:
+            comp = await asyncio.shield(self._inflight[key])
+            return comp, 0.0, True
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            comp, cost = await self._send(key, messages, sampling)
+            future.set_result(comp)
+            return comp, cost, False
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _send(self, key: str, messages, sampling) -> tuple[Completion, float]:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.backend.concurrency)
+        if self.ledger.stopped:
+            raise BudgetExceeded("the budget was reached")
+        async with self._sem:
+            if self.fatal is not None:  # the teacher is unusable: send nothing more
+                raise self.fatal
+            est = estimate_tokens(messages, self.ledger.tokens_per_byte)
+            reserved = self.ledger.reserve(est, sampling["max_tokens"])
+            try:
+                handle = await self.limiter.acquire(est + sampling["max_tokens"])
+                try:
+                    comp = await self.backend.complete(messages, sampling)
+                except TeacherFatal as exc:
+                    self.fatal = exc
+                    raise
+                self.limiter.settle(handle, comp.prompt_tokens + comp.completion_tokens)
+                size = sum(len(m["content"].encode("utf-8")) for m in messages)
+                cost = self.ledger.record(comp.prompt_tokens, comp.completion_tokens, comp.cached_tokens, size)
+                self.sent += 1
+                if self.cache is not None:
+                    request = {"messages": messages, "sampling": sampling}
+                    usage = (comp.prompt_tokens, comp.completion_tokens, comp.cached_tokens)
+                    self.cache.put(key, self.backend.identity, request, comp.to_dict(), usage, cost, self.ledger_run)
+                return comp, cost
+            finally:
+                self.ledger.release(reserved)
+
+    @property
+    def ledger_run(self) -> str:
+        return self.run_id
+
+    async def sample(self, messages: list[dict[str, str]], index: int) -> Outcome:
+        sampling = self.sampling(index)
+        cost, cached = 0.0, True
+        try:
+            comp, paid, hit = await self.fetch(messages, sampling)
+            cost, cached = cost + paid, cached and hit
+            answer, problems = self.task.parse(comp.text)
+            if answer is None:
+                problems = self._explain(comp, problems)
+                comp, paid, hit = await self.fetch(retry_messages(messages, comp.raw or comp.text, problems), sampling)
+                cost, cached = cost + paid, cached and hit
+                answer, problems = self.task.parse(comp.text)
+                problems = self._explain(comp, problems) if answer is None else []
+        except BudgetExceeded as exc:
+            return Outcome(None, [str(exc)], failure="budget", cost_usd=cost, cached=cached)
+        except RequestFailed as exc:
+            return Outcome(None, [str(exc)], failure="request", cost_usd=cost, cached=cached)
+        return Outcome(answer, problems, comp, "" if answer else "invalid", cost, cached)
+
+    def _explain(self, comp: Completion, problems: list[str]) -> list[str]:
+        if comp.finish_reason == "length":
+            return [*problems, f"the reply was cut at max_tokens={self.max_tokens}"]
+        return problems
+
+    async def label(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[Outcome]]:
+        messages = build_messages(self.task, row)
+        outs = await asyncio.gather(*(self.sample(messages, i) for i in range(self.samples)))
+        for kind in ("budget", "request"):
+            bad = [o for o in outs if o.failure == kind]
+            if bad:
+                return None, {"id": row["id"], "reason": kind, "problems": bad[0].problems}, outs
+        answer, agreement = majority(self.task, [o.answer for o in outs])
+        if answer is None:
+            last = outs[0].completion
+            return None, {"id": row["id"], "reason": "invalid", "problems": outs[0].problems,
+                          "raw": last.raw[:500] if last else ""}, outs
+        labelled = {**row, "answer": answer, "agreement": round(agreement, 4)}
+        if self.keep_reasoning:
+            labelled["reasoning"] = next((o.completion.reasoning for o in outs if o.answer == answer), "") or next(
+                (o.completion.reasoning for o in outs if o.completion), "")
+        return labelled, None, outs

@@ -1,0 +1,101 @@
+"""Curation rules on real receipts and on small hand-made rows: each rule drops what it
+should, the report names the rule with examples, and PII masking is precise."""
+
+import json
+
+import pytest
+
+from distill.data.curate import curate, mask_pii
+from distill.pipeline.stages import load_splits
+from distill.recipe import load_recipe
+
+
+@pytest.fixture
+def receipts(quickstart_recipe):
+    recipe = load_recipe(quickstart_recipe)
+    train, evals = load_splits(recipe)
+    for row in train:
+        row["answer"] = row["gold"]
+    return recipe, train, evals
+
+
+def report(out_dir):
+    return json.loads((out_dir / "report.json").read_text())
+
+
+def test_every_rule_drops_its_rows_with_examples(receipts, tmp_path):
+    recipe, train, evals = receipts
+    base = train[:20]
+    curate(recipe, base, evals, tmp_path)
+    clean = [json.loads(l) for l in (tmp_path / "train.jsonl").read_text().splitlines()]
+    src = clean[1]  # a row every rule keeps on its own
+    near = dict(src, id="near", ocr_lines=src["ocr_lines"] + ["THANK YOU AGAIN"])  # one line more
+    rows = [
+        *base,
+        dict(base[0], id="exact"),
+        near,
+        dict(base[2], id="bad", answer={"company": "X"}),
+        dict(base[3], id="empty", ocr_lines=[]),
+        dict(base[4], id="long", ocr_lines=["x" * 9000]),
+        dict(base[5], id="unsure", agreement=0.4),
+        dict(evals[0], id="leak", answer=evals[0]["gold"]),
+    ]
+    recipe.curate.min_agreement = 0.5
+    summary = curate(recipe, rows, evals, tmp_path)
+    got = report(tmp_path)["dropped"]
+    expected = {"exact duplicate": "exact", "near duplicate": "near", "invalid answer": "bad", "empty input": "empty",
+                "input too long": "long", "low teacher agreement": "unsure", "overlaps the eval split": "leak"}
+    for rule, row_id in expected.items():
+        assert row_id in [e["id"] for e in got[rule]["examples"]], rule
+    assert got["near duplicate"]["examples"][0]["duplicate_of"] == src["id"]
+    assert got["near duplicate"]["examples"][0]["jaccard"] >= 0.9
+    assert "missing key 'date'" in got["invalid answer"]["examples"][0]["problems"]
+    assert summary["kept"] == len(base) - sum(1 for e in got.values() for x in e["examples"] if x["id"] in
+                                               {r["id"] for r in base})
+    kept = [json.loads(l)["id"] for l in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert set(kept).isdisjoint(expected.values())
+
+
+def test_real_receipts_keep_nearly_all_rows(receipts, tmp_path):
+    recipe, train, evals = receipts
+    summary = curate(recipe, train, evals, tmp_path)
+    # 120 distinct receipts: no near duplicates; a few share a shop chain's long header with eval receipts
+    assert summary["kept"] >= 110 and "near duplicate" not in summary["dropped"]
+
+
+def test_length_limits_and_answer_length(receipts, tmp_path):
+    recipe, train, evals = receipts
+    recipe.curate.min_input_chars = 400
+    recipe.curate.max_answer_chars = 150
+    recipe.curate.decontaminate = False
+    summary = curate(recipe, train, evals, tmp_path)
+    assert summary["dropped"]["input too short"] > 0 and summary["dropped"]["answer too long"] > 0
+    for row in map(json.loads, (tmp_path / "train.jsonl").read_text().splitlines()):
+        assert len("\n".join(row["ocr_lines"]).strip()) >= 400 and len(json.dumps(row["answer"])) <= 160
+
+
+def test_pii_masking_is_precise_and_applies_to_inputs_and_answers(receipts, tmp_path):
+    kinds = ["email", "phone", "card", "iban", "ip"]
+    assert mask_pii("TEL: 03-55423228 FAX NO: 03-79807585", kinds) == "TEL: [PHONE] FAX NO: [PHONE]"
+    assert mask_pii("call +44 20 7946 0958", kinds) == "call [PHONE]"
+    assert mask_pii("pay 4111 1111 1111 1111", kinds) == "pay [CARD]"
+    assert mask_pii("IBAN GB82 WEST 1234 5698 7654 32", kinds) == "IBAN [IBAN]"
+    assert mask_pii("EMAIL : SHOP@ELKEN.COM.MY", kinds) == "EMAIL : [EMAIL]"
+    # digit runs that are not PII stay: GST ids, invoice numbers, a non-Luhn number, dates, amounts
+    for text in ["GST ID: 000381399040", "INVOICE # : OR18040902160299", "4111111111111112", "25/12/2018", "RM 60.30"]:
+        assert mask_pii(text, kinds) == text
+    recipe, train, evals = receipts
+    row = dict(train[0], id="pii", ocr_lines=["ACME SDN BHD", "TEL: 03-55423228", "NO 1 JALAN X"],
+               answer={**train[0]["answer"], "address": "NO 1 JALAN X TEL: 03-55423228"})
+    recipe.curate.pii_mask = ["phone"]
+    summary = curate(recipe, [row], evals, tmp_path)
+    out = json.loads((tmp_path / "train.jsonl").read_text())
+    assert out["ocr_lines"][1] == "TEL: [PHONE]" and out["answer"]["address"] == "NO 1 JALAN X TEL: [PHONE]"
+    assert summary["pii_masked"] == {"phone": 2}
+
+
+def test_nothing_kept_is_a_clear_error(receipts, tmp_path):
+    recipe, train, evals = receipts
+    rows = [dict(r, answer=None) for r in train[:3]]
+    with pytest.raises(ValueError, match="kept no rows.*invalid answer: 3"):
+        curate(recipe, rows, evals, tmp_path)
