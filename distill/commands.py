@@ -36,6 +36,10 @@ def run_command(args, recipe, run_dir: Path) -> int:
     raise ValueError(args.command)
 
 
+def _fmt_metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _fmt_size(n: int | None) -> str:
     if not n:
         return "-"
@@ -71,10 +75,10 @@ def print_summary(run_dir: Path, records: dict[str, dict[str, Any]]) -> None:
         acc = s.get("field_accuracy") or {}
         table.add_row(
             name,
-            *[f"{acc[f]:.3f}" if f in acc else "-" for f in fields],
-            f"{s.get('headline', 0):.3f}",
-            f"{s['exact_match']:.3f}" if s.get("exact_match") is not None else "-",
-            f"{s.get('json_validity', 0):.3f}",
+            *[_fmt_metric(acc.get(f)) for f in fields],
+            _fmt_metric(s.get("headline")),
+            _fmt_metric(s.get("exact_match")),
+            _fmt_metric(s.get("json_validity")),
             f"{s['p50_latency_s']:.2f} s" if s.get("p50_latency_s") is not None else "-",
             _fmt_size(s.get("size_bytes")),
         )

@@ -1,0 +1,6 @@
+"""Evaluation: any predictor on any split, judged with the task's own parser and normaliser,
+against gold and against the teacher, with speed and cost. Reports live in distill.report."""
+
+from distill.eval.runner import evaluate_command, evaluate_predictors
+
+__all__ = ["evaluate_predictors", "evaluate_command"]
