@@ -14,7 +14,7 @@ def tiny_gemma_dir() -> Path:
     from distill.models.resolve import cache_dir
     from distill.models.tiny import build_tiny_gemma
 
-    return build_tiny_gemma(cache_dir() / "models" / "tiny-gemma-test")
+    return build_tiny_gemma(cache_dir() / "models" / "tiny-gemma-test-v2")
 
 
 @pytest.fixture(scope="session")

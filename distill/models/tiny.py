@@ -51,7 +51,11 @@ def build_tiny_gemma(out_dir: str | Path, hidden_size: int = 64, layers: int = 2
         head_dim=32,
         max_position_embeddings=4096,
         sliding_window=512,
-        layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
+        # What llama.cpp assumes for Gemma 3 (it has no GGUF keys for them), so the GGUF of
+        # a tiny model runs exactly like transformers: attention scaled by 1/sqrt(head_dim),
+        # and layer i global only when i % 6 == 5.
+        query_pre_attn_scalar=32,
+        layer_types=["sliding_attention" if i % 6 < 5 else "full_attention" for i in range(layers)],
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,

@@ -1,0 +1,162 @@
+"""Student training: LoRA, QLoRA or full SFT on the curated teacher answers.
+
+`train_student` is the one call the pipeline's train stage makes. It tokenizes the rows
+with the task spec (loss on the answer only), checks the run fits in memory, trains with
+TRL's SFTTrainer (resuming from `out_dir/checkpoints/` after a kill), keeps the best
+checkpoint by validation loss, and writes the adapter, the merged model and the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.train.data import PromptFormat, encode_rows  # noqa: F401  (public)
+from distill.train.memory import WontFit  # noqa: F401  (public)
+
+
+class QLoRANeedsCUDA(RuntimeError):
+    """QLoRA's 4-bit kernels (bitsandbytes) need a CUDA GPU."""
+
+
+def _learning_rate(student, preset: dict | None) -> float:
+    if student.training.learning_rate:
+        return student.training.learning_rate
+    if student.method == "full":
+        return 2e-5
+    return float((preset or {}).get("learning_rate", 2e-4))
+
+
+def load_student(base_path: str, method: str, device: str, dtype):
+    """The base model, quantized to NF4 (double quant) for QLoRA."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
+    if method == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    if device == "cuda" and method != "qlora":
+        model = model.to("cuda")
+    return model
+
+
+def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: list | None = None) -> dict[str, Any]:
+    """Train `student` on `rows`; write adapter/, merged/, train_metrics.json under `out_dir`."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoConfig, AutoTokenizer, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from distill.models.resolve import resolve
+    from distill.progress import status
+    from distill.train.memory import PeakMemory, check_fits, device_name, estimate, rss_bytes
+    from distill.train.merge import merge_adapter
+    from distill.train.trainer import run_trainer, sft_config
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tr = student.training
+    device = device_name()
+    if student.method == "qlora" and device != "cuda":
+        raise QLoRANeedsCUDA(
+            "student.method: qlora needs a CUDA GPU (bitsandbytes 4-bit NF4 kernels); this machine has none. "
+            "Use student.method: lora on CPU."
+        )
+    resolved = resolve(student.model)
+    base_path = resolved.hf_path
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    enc = encode_rows(tokenizer, task, rows, tr.max_seq_len, tr.val_fraction, tr.seed)
+    hf_config = AutoConfig.from_pretrained(base_path)
+
+    # ---- does it fit? (before any weights are loaded)
+    gpu_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    weight_dtype = torch.bfloat16 if (gpu_bf16 and student.method != "full") else torch.float32
+    act_bytes = 2 if (tr.precision == "bf16" or (tr.precision == "auto" and gpu_bf16)) else 4
+    # batches are grouped by length and the longest comes first: that batch sets the peak
+    longest = sorted(enc.train, key=lambda e: -e["length"])[: tr.batch_size]
+    answers = sum(sum(1 for x in e["labels"][1:] if x != -100) for e in longest)
+    est = estimate(
+        hf_config, student.method, student.lora.r, student.lora.target_modules, len(longest), longest[0]["length"],
+        answers, tr.gradient_checkpointing, tr.loss_on_answer_only_head,
+        weight_bytes=torch.finfo(weight_dtype).bits // 8, act_bytes=act_bytes, device=device,
+    )
+    check_fits(est, {"method": student.method, **tr.model_dump()})
+
+    # ---- train
+    set_seed(tr.seed)
+    cols = ("input_ids", "labels", "length")
+    train_ds = Dataset.from_list([{k: e[k] for k in cols} for e in enc.train])
+    val_ds = Dataset.from_list([{k: e[k] for k in cols} for e in enc.val]) if enc.val else None
+    args = sft_config(tr, out_dir, len(enc.train), val_ds is not None, device, student.method)
+    args.learning_rate = _learning_rate(student, resolved.preset)
+    peft_config = None
+    if student.method in ("lora", "qlora"):
+        peft_config = LoraConfig(
+            r=student.lora.r, lora_alpha=student.lora.alpha, lora_dropout=student.lora.dropout,
+            target_modules=student.lora.target_modules, task_type="CAUSAL_LM",
+        )
+    ckpt_dir = out_dir / "checkpoints"
+    resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    with PeakMemory(device, baseline=rss_bytes()) as peak:
+        model = load_student(base_path, student.method, device, weight_dtype)
+        trainer, figures = run_trainer(
+            model, tokenizer, args, train_ds, val_ds, peft_config, tr.loss_on_answer_only_head,
+            tr.early_stopping_patience, resume, callbacks,
+        )
+
+    # ---- save: adapter (LoRA/QLoRA) and the merged model
+    adapter_dir, merged_dir = out_dir / "adapter", out_dir / "merged"
+    with status("saving the adapter and the merged model"):
+        if peft_config is not None:
+            if adapter_dir.exists():
+                shutil.rmtree(adapter_dir)
+            trainer.model.save_pretrained(adapter_dir)
+            tokenizer.save_pretrained(adapter_dir)
+            enc.format.save(adapter_dir)
+            del trainer, model
+            merge_adapter(base_path, adapter_dir, merged_dir, dtype=torch.float32 if device == "cpu" else torch.bfloat16)
+        else:
+            tmp = merged_dir.with_name("merged.partial")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            enc.format.save(tmp)
+            if merged_dir.exists():
+                shutil.rmtree(merged_dir)
+            tmp.rename(merged_dir)
+            adapter_dir = None
+
+    metrics = {
+        "adapter_dir": str(adapter_dir) if adapter_dir else None,
+        "merged_dir": str(merged_dir),
+        "method": student.method,
+        "device": device,
+        "base_model": base_path,
+        "train_rows": len(enc.train),
+        "val_rows": len(enc.val),
+        "dropped_too_long": enc.dropped,
+        **figures,
+        "learning_rate": args.learning_rate,
+        "duration_s": time.perf_counter() - started,
+        "memory_estimate_bytes": est.total_bytes,
+        "memory_estimate_parts": est.parts,
+        "memory_available_bytes": est.available_bytes,
+        "peak_memory_bytes": peak.peak_bytes,
+        "peak_memory_method": peak.method,
+        "template": enc.format.kind,
+    }
+    (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return metrics

@@ -1,0 +1,191 @@
+"""Will it fit? Peak-memory estimate before training, and the measured peak after.
+
+The estimate adds up what training holds at its peak: the weights in their dtype, the
+trainable parameters' gradients and AdamW state, the activations autograd keeps for the
+batch (all layers, or one layer plus layer inputs with gradient checkpointing), and the
+output layer's logits (answer positions only, or every position). It is compared with
+the device's free memory before any weights are loaded; if it will not fit we stop and
+name the setting to change. The measured peak is recorded next to it in train_metrics.json.
+
+Measuring on CPU: Linux lets a process reset its resident-set high-water mark
+(`/proc/self/clear_refs` <- 5) and read it back (`VmHWM`), which catches short-lived peaks
+that sampling would miss. We report the peak minus the resident size before the model
+was loaded. On CUDA: torch.cuda.max_memory_allocated.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+# floats kept per token per decoder layer, as multiples of (hidden, attention width, MLP width).
+# Derived from the tensors a pre-norm decoder layer saves for backward (norm inputs/outputs,
+# q/k/v with k/v expanded to the query heads, attention output, gate/up/activation/product),
+# then checked against measured peaks (tests/distill/train/test_memory.py).
+ACT_HIDDEN, ACT_ATTN, ACT_MLP = 10, 6, 5
+LOGIT_COPIES_ANSWER_ONLY = 3  # logits, log-softmax, its gradient
+LOGIT_COPIES_FULL = 4  # + the shifted copy transformers' loss makes
+OVERHEAD_BYTES = 150 * 2**20  # the trainer, optimizer bookkeeping, allocator slack
+
+
+class WontFit(RuntimeError):
+    """Training would run out of memory; the message says which setting to change."""
+
+
+@dataclass
+class MemoryEstimate:
+    total_bytes: int
+    parts: dict[str, int] = field(default_factory=dict)
+    device: str = "cpu"
+    available_bytes: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def count_params(hf_config, target_modules, r: int) -> tuple[int, int, int]:
+    """(total parameters, of which in Linear layers (quantizable), LoRA parameters), without allocating."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(hf_config)
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    linear, lora = 0, 0
+    out_emb = model.get_output_embeddings()
+    for name, mod in model.named_modules():
+        if not isinstance(mod, torch.nn.Linear) or mod is out_emb:
+            continue
+        linear += mod.weight.numel()
+        leaf = name.rsplit(".", 1)[-1]
+        if target_modules == "all-linear" or leaf in target_modules or name in target_modules:
+            lora += r * (mod.in_features + mod.out_features)
+    return total, linear, lora
+
+
+def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: int, seq_len: int,
+             answer_tokens: int, gradient_checkpointing: bool, answer_only_head: bool,
+             weight_bytes: int, act_bytes: int, device: str = "cpu") -> MemoryEstimate:
+    """Peak training memory for one batch of `batch_size` x `seq_len` tokens with
+    `answer_tokens` labelled tokens in it."""
+    cfg = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    total, linear, lora = count_params(hf_config, target_modules, lora_r)
+    parts: dict[str, int] = {}
+    if method == "qlora":
+        parts["weights"] = int(linear * 0.5 * 1.03 + (total - linear) * 2)  # NF4 + double-quant constants
+    else:
+        parts["weights"] = total * weight_bytes
+    trainable = total if method == "full" else lora
+    state_bytes = 4 if method != "full" else weight_bytes
+    parts["trainable_weights"] = 0 if method == "full" else trainable * 4
+    parts["gradients"] = trainable * state_bytes
+    parts["optimizer"] = trainable * 4 * 2  # AdamW exp_avg and exp_avg_sq
+    h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    attn = cfg.num_attention_heads * getattr(cfg, "head_dim", h // cfg.num_attention_heads)
+    per_layer_token = (ACT_HIDDEN * h + ACT_ATTN * attn + ACT_MLP * inter) * act_bytes
+    tokens = batch_size * seq_len
+    if gradient_checkpointing:
+        parts["activations"] = tokens * (layers * h * act_bytes + per_layer_token)
+    else:
+        parts["activations"] = tokens * layers * per_layer_token
+    rows, copies = (answer_tokens, LOGIT_COPIES_ANSWER_ONLY) if answer_only_head else (tokens, LOGIT_COPIES_FULL)
+    parts["logits"] = rows * cfg.vocab_size * 4 * copies
+    parts["overhead"] = OVERHEAD_BYTES
+    return MemoryEstimate(int(sum(parts.values())), parts, device)
+
+
+def available_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info()
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits(est: MemoryEstimate, settings: dict, margin: float = 0.9) -> MemoryEstimate:
+    """Raise WontFit, naming the settings to change, if the estimate exceeds free memory."""
+    est.available_bytes = available_bytes(est.device)
+    if est.total_bytes <= est.available_bytes * margin:
+        return est
+    big = sorted(est.parts.items(), key=lambda kv: -kv[1])[:3]
+    hints = [f"student.training.batch_size (now {settings['batch_size']}): halve it, and raise grad_accum to keep the effective batch",
+             f"student.training.max_seq_len (now {settings['max_seq_len']}): shorter inputs"]
+    if not settings.get("gradient_checkpointing"):
+        hints.append("student.training.gradient_checkpointing: true (activations of one layer at a time)")
+    if not settings.get("loss_on_answer_only_head"):
+        hints.append("student.training.loss_on_answer_only_head: true (logits only at answer tokens)")
+    if settings.get("method") != "qlora":
+        hints.append("student.method: qlora (4-bit base weights; needs a CUDA GPU)" if est.device.startswith("cuda")
+                     else "student.method: lora, or a GPU with QLoRA (4-bit base weights)")
+    raise WontFit(
+        f"training needs about {_gb(est.total_bytes)} on {est.device} but only {_gb(est.available_bytes)} is free "
+        f"(largest parts: {', '.join(f'{k} {_gb(v)}' for k, v in big)}). Change one of:\n  - " + "\n  - ".join(hints)
+    )
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class PeakMemory:
+    """Peak memory while the block runs: CUDA allocator peak, or CPU resident-set peak above `baseline`."""
+
+    def __init__(self, device: str, baseline: int | None = None):
+        self.device, self.baseline = device, baseline
+        self.peak_bytes = 0
+        self.method = ""
+        self._stop = threading.Event()
+        self._thread = None
+        self._sampled = 0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+            self.method = "torch.cuda.max_memory_allocated"
+            return self
+        if self.baseline is None:
+            self.baseline = rss_bytes()
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.method = "VmHWM (reset via /proc/self/clear_refs) minus RSS before model load"
+        except OSError:
+            self.method = "sampled RSS every 10 ms minus RSS before model load"
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._sampled = max(self._sampled, rss_bytes())
+            time.sleep(0.01)
+
+    def read(self) -> int:
+        if self.device.startswith("cuda"):
+            return int(torch.cuda.max_memory_allocated())
+        if self._thread is None:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024 - int(self.baseline or 0)
+        return max(self._sampled, rss_bytes()) - int(self.baseline or 0)
+
+    def __exit__(self, *exc) -> None:
+        self.peak_bytes = self.read()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+
+
+def device_name() -> str:
+    return "cuda" if torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu"

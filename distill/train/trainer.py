@@ -1,0 +1,160 @@
+"""The student trainer: TRL's SFTTrainer with PEFT, an answer-only output layer and our progress bar.
+
+One path for every method (LoRA, QLoRA, full) and device (CPU, one GPU, `accelerate
+launch` for many): the recipe's numbers become an `SFTConfig`, the data is tokenized by
+`distill.train.data` (labels only on the answer), and `AnswerOnlySFTTrainer` swaps the
+loss for the one that computes the output layer only at answer tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from distill.progress import Bar
+from distill.train.loss import answer_only_loss
+
+
+class AnswerOnlySFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss computes the output layer at answer positions only (same value)."""
+
+    def __init__(self, *args, answer_only_head: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.answer_only_head = answer_only_head
+        self.counted = {"tokens": 0, "answer_tokens": 0}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            mask = inputs.get("attention_mask")
+            self.counted["tokens"] += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+            self.counted["answer_tokens"] += int((inputs["labels"][:, 1:] != -100).sum())
+        if not self.answer_only_head:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = answer_only_loss(
+            model, inputs["input_ids"], inputs["labels"], inputs.get("attention_mask"), inputs.get("position_ids"),
+            num_items_in_batch,
+        )
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        return (loss, {"loss": loss.detach()}) if return_outputs else loss
+
+
+class BarCallback(TrainerCallback):
+    """Steps with rate and ETA on the shared rich bar; last train/eval loss as info."""
+
+    def __init__(self):
+        self.bar: Bar | None = None
+        self.info: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.bar = Bar("training", state.max_steps, unit="step").__enter__()
+        if state.global_step:
+            self.bar.advance(state.global_step, info=f"resumed at step {state.global_step}")
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        for key in ("loss", "eval_loss"):
+            if logs and key in logs:
+                self.info[key] = logs[key]
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar:
+            self.bar.advance(1, info="  ".join(f"{k} {v:.4f}" for k, v in self.info.items()))
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def sft_config(training, out_dir: Path, n_train: int, has_val: bool, device: str, method: str) -> SFTConfig:
+    """The recipe's training section as TRL/transformers arguments."""
+    steps_per_epoch = max(1, math.ceil(n_train / (training.batch_size * training.grad_accum)))
+    total = training.max_steps or max(1, math.ceil(steps_per_epoch * training.epochs))
+    every = training.eval_steps or max(1, math.ceil(total / 4))
+    bf16 = training.precision == "bf16" or (
+        training.precision == "auto" and device == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    return SFTConfig(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=training.batch_size,
+        per_device_eval_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.grad_accum,
+        num_train_epochs=training.epochs,
+        max_steps=training.max_steps or -1,
+        learning_rate=training.learning_rate,
+        warmup_steps=training.warmup_ratio,
+        lr_scheduler_type="linear",
+        seed=training.seed,
+        data_seed=training.seed,
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        gradient_checkpointing=training.gradient_checkpointing,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=every,
+        save_strategy="steps",
+        save_steps=every,
+        save_total_limit=2,  # the best and the last: resume needs the last, the result the best
+        load_best_model_at_end=has_val,
+        metric_for_best_model="eval_loss" if has_val else None,
+        greater_is_better=False if has_val else None,
+        prediction_loss_only=True,
+        logging_steps=max(1, min(10, every)),
+        report_to=[],
+        disable_tqdm=True,
+        max_length=training.max_seq_len,
+        packing=False,
+        padding_free=False,  # on CPU/SDPA a block-diagonal mask costs more than the padding it saves
+        train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
+        completion_only_loss=None,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        save_only_model=False,
+    )
+
+
+def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, peft_config, answer_only_head: bool,
+                patience: int | None, resume_from: str | None, callbacks: list | None = None) -> tuple[Any, dict]:
+    """Train (resuming when a checkpoint is given) and return the trainer and its figures."""
+    from transformers import EarlyStoppingCallback, PrinterCallback
+
+    cbs = [BarCallback(), *(callbacks or [])]
+    if patience and val_ds is not None:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
+    trainer = AnswerOnlySFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=cbs,
+        answer_only_head=answer_only_head,
+    )
+    trainer.remove_callback(PrinterCallback)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - start
+    history = trainer.state.log_history
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    figures = {
+        "steps": trainer.state.global_step,
+        "train_loss": float(result.training_loss),
+        "eval_loss": trainer.state.best_metric if trainer.state.best_metric is not None else (min(evals) if evals else None),
+        "eval_losses": evals,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "resumed_from": resume_from,
+        "trained_tokens": trainer.counted["tokens"],
+        "answer_tokens": trainer.counted["answer_tokens"],
+        "train_seconds": seconds,
+        "tokens_per_s": trainer.counted["tokens"] / seconds if seconds else 0.0,
+        "answer_tokens_per_s": trainer.counted["answer_tokens"] / seconds if seconds else 0.0,
+        "stopped_early": bool(patience) and trainer.state.global_step < trainer.state.max_steps,
+    }
+    return trainer, figures
+
