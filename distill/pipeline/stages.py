@@ -75,10 +75,19 @@ def stage_quantize(ctx: StageContext) -> dict[str, Any]:
     merged = Path(ctx.records["train"]["outputs"]["merged_dir"])
     f16 = convert_to_gguf(merged, ctx.dir / "model-f16.gguf", outtype="f16", overwrite=True)
     artifacts = {"f16": str(f16)}
+    imatrix = None
+    if ctx.recipe.quantize.imatrix:  # importance from the task's own training prompts and answers
+        from quantize.imatrix import compute_imatrix
+
+        task = ctx.recipe.task
+        rows = read_jsonl(ctx.upstream("curate") / "train.jsonl")[:64]
+        texts = [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
+        imatrix = compute_imatrix(f16, texts, ctx.dir / "imatrix.gguf", overwrite=True)
     for qtype in ctx.recipe.quantize.types:
         if qtype in ("f16", "bf16"):
             continue
-        artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / f"model-{qtype}.gguf", qtype, overwrite=True))
+        use = imatrix if qtype in ("q4_k_m", "q4_0", "iq4_xs") else None
+        artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / f"model-{qtype}.gguf", qtype, imatrix=use, overwrite=True))
     outputs: dict[str, Any] = {"artifacts": artifacts, "sizes": {k: Path(v).stat().st_size for k, v in artifacts.items()}}
     if "gguf" in ctx.recipe.eval.predictors:
         evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")

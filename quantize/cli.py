@@ -1,0 +1,171 @@
+"""`quantize`: a thin dispatcher over gguf.py, check.py, imatrix.py and sweep.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _task_and_rows(args) -> tuple:
+    """Task spec and rows from --run (a run directory) or --recipe/--rows."""
+    from edge_runtime.task import TaskSpec
+
+    if args.run:
+        from quantize.sweep import load_run
+
+        info = load_run(Path(args.run))
+        return info.task, info.eval_rows, info.merged_dir
+    if not args.recipe:
+        return None, [], None
+    import yaml
+
+    data = yaml.safe_load(Path(args.recipe).read_text(encoding="utf-8"))
+    task = TaskSpec.model_validate(data.get("task", data))
+    if not args.rows:
+        raise SystemExit("--recipe needs --rows JSONL (rows with the task's input field)")
+    with open(args.rows, encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return task, rows, None
+
+
+def cmd_types(args) -> int:
+    from quantize.gguf import QTYPES
+
+    for name, (_, bits, note) in QTYPES.items():
+        print(f"{name:8s} ~{bits:5.2f} bits/weight  {note}")
+    return 0
+
+
+def cmd_gguf(args) -> int:
+    from quantize.gguf import QTYPES, convert_to_gguf, quantize_gguf
+
+    types = [t.strip().lower() for t in args.types.split(",") if t.strip()]
+    bad = [t for t in types if t not in QTYPES]
+    if bad:
+        raise SystemExit(f"unknown type(s) {bad}; `quantize types` lists them")
+    out = Path(args.out)
+    base_type = "bf16" if types == ["bf16"] else "f16"
+    f16 = out / f"{args.name}-{base_type}.gguf"
+    if f16.exists() and not args.overwrite and any(t != base_type for t in types):
+        print(f"reusing {f16}")
+    else:
+        convert_to_gguf(Path(args.hf_dir), f16, base_type, overwrite=args.overwrite, check=not args.no_check)
+    imatrix = Path(args.imatrix) if args.imatrix else None
+    if args.imatrix_texts:
+        from quantize.imatrix import compute_imatrix
+
+        with open(args.imatrix_texts, encoding="utf-8") as fh:
+            texts = [json.loads(line)["text"] if line.lstrip().startswith("{") else line.rstrip("\n") for line in fh if line.strip()]
+        imatrix = compute_imatrix(f16, texts, out / f"{args.name}-imatrix.gguf", overwrite=args.overwrite)
+    for t in types:
+        if t != base_type:
+            quantize_gguf(f16, out / f"{args.name}-{t}.gguf", t, imatrix=imatrix, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_lora(args) -> int:
+    from quantize.gguf import convert_lora_to_gguf
+
+    convert_lora_to_gguf(Path(args.adapter_dir), Path(args.base), Path(args.out), args.outtype, args.overwrite)
+    return 0
+
+
+def cmd_check(args) -> int:
+    from quantize.check import answer_agreement, check_metadata, compare_logits, hf_greedy
+
+    task, rows, merged = _task_and_rows(args)
+    hf = Path(args.hf) if args.hf else merged
+    if hf is None:
+        raise SystemExit("give --hf HF_DIR (the model the GGUF was made from) or --run RUN_DIR")
+    report: dict = {}
+    failed = False
+    prompts = [task.render_prompt(r) for r in rows[: args.n]] if task else []
+    reference = hf_greedy(hf, prompts, args.max_new_tokens) if prompts else []
+    for g in args.gguf:
+        problems = check_metadata(Path(g), hf)
+        entry = {"metadata_problems": problems, "logits": compare_logits(Path(g), hf)}
+        if prompts:
+            entry["agreement"] = answer_agreement(Path(g), prompts, reference, task, args.max_new_tokens).to_dict()
+        failed |= bool(problems)
+        report[g] = entry
+        ag = entry.get("agreement")
+        print(f"{g}: metadata {'OK' if not problems else 'PROBLEMS: ' + '; '.join(problems)}; "
+              f"logits max |diff| {entry['logits']['max_abs_diff']:.4f} (HF std {entry['logits']['hf_std']:.3f})"
+              + (f"; greedy answers identical {ag['exact']}/{ag['n']}, same parsed answer {ag['same_answer']}/{ag['n']} "
+                 f"({ag['reference_parsed']} of the HF answers parsed)" if ag else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 1 if failed else 0
+
+
+def cmd_sweep(args) -> int:
+    from quantize.sweep import render_table, sweep
+
+    types = [t.strip().lower() for t in args.types.split(",")] if args.types else None
+    result = sweep(Path(args.run_dir), args.profile, types=types, out_dir=Path(args.out) if args.out else None,
+                   limit=args.limit, overwrite=args.overwrite)
+    print(render_table(result))
+    return 0 if result["pick"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quantize", description="Quantize a distilled student and check it still answers the same.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("types", help="list the quantization types with their bits per weight")
+    s.set_defaults(func=cmd_types)
+
+    s = sub.add_parser("gguf", help="convert an HF model folder to GGUF F16 and quantize it to the given types")
+    s.add_argument("hf_dir", help="merged HF student folder (config.json + weights + tokenizer)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--types", default="f16,q4_k_m", help="comma-separated types (see `quantize types`)")
+    s.add_argument("--name", default="model", help="file name prefix: NAME-TYPE.gguf")
+    s.add_argument("--imatrix", help="an importance matrix GGUF to use for the quantized types")
+    s.add_argument("--imatrix-texts", help="compute the importance matrix from these texts (.txt lines or JSONL with `text`)")
+    s.add_argument("--no-check", action="store_true", help="skip the tokenizer/EOS/chat-template check")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    s.set_defaults(func=cmd_gguf)
+
+    s = sub.add_parser("lora", help="convert a PEFT LoRA adapter to a GGUF adapter for llama.cpp")
+    s.add_argument("adapter_dir")
+    s.add_argument("--base", required=True, help="the base model's HF folder (config and tokenizer are read)")
+    s.add_argument("--out", required=True, help="output .gguf")
+    s.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16", "q8_0"])
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.set_defaults(func=cmd_lora)
+
+    s = sub.add_parser("check", help="compare GGUF(s) with the HF model: metadata, logits, greedy answers")
+    s.add_argument("gguf", nargs="+")
+    s.add_argument("--hf", help="the HF model folder the GGUF was made from")
+    s.add_argument("--run", help="a run directory: its merged student, task and eval rows")
+    s.add_argument("--recipe", help="a recipe or task YAML (with --rows) for task prompts")
+    s.add_argument("--rows", help="JSONL rows for --recipe")
+    s.add_argument("-n", type=int, default=8, help="number of task prompts for the answer check")
+    s.add_argument("--max-new-tokens", type=int, default=128)
+    s.add_argument("--json", help="write the full report here")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("sweep", help="quantize to every type, evaluate, pick the smallest that keeps the quality floor")
+    s.add_argument("run_dir")
+    s.add_argument("--profile", required=True, help="device profile (router-8gb, edge-box, gpu-server)")
+    s.add_argument("--types", help="comma-separated subset of types (default: all)")
+    s.add_argument("--out", help="output folder (default RUN_DIR/sweep)")
+    s.add_argument("--limit", type=int, help="evaluate on the first N eval rows only")
+    s.add_argument("--overwrite", action="store_true", help="rebuild artifacts that exist (default: reuse them)")
+    s.set_defaults(func=cmd_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError, OSError, RuntimeError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""`quantize sweep RUN_DIR --profile P`: quantize to every type that fits the device, evaluate
+each on the run's evaluation split, and pick the smallest that keeps the quality floor.
+
+Reads a `distill run` directory (recipe.resolved.json, train/ and teach/eval.jsonl) without
+importing distill: the task spec comes from edge_runtime, predictions from llama.cpp.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.task import TaskSpec
+from quantize.gguf import MB, QTYPES, convert_to_gguf, quantize_gguf
+
+
+@dataclass
+class RunInfo:
+    task: TaskSpec
+    merged_dir: Path
+    eval_rows: list[dict[str, Any]]
+    quality_floor: float
+    n_ctx: int
+    imatrix: bool
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_run(run_dir: Path) -> RunInfo:
+    """The facts a sweep needs from a run directory, with errors that say which stage to run."""
+    run_dir = Path(run_dir)
+    rec_path = run_dir / "recipe.resolved.json"
+    if not rec_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no recipe.resolved.json); run `distill run RECIPE` first")
+    recipe = json.loads(rec_path.read_text(encoding="utf-8"))
+    merged = run_dir / "train" / "merged"
+    record = run_dir / "train" / "record.json"
+    if record.is_file():
+        merged = Path(json.loads(record.read_text())["outputs"].get("merged_dir", merged))
+    if not (merged / "config.json").is_file():
+        raise FileNotFoundError(f"no merged student at {merged}; run `distill run RECIPE --until train`")
+    evals = run_dir / "teach" / "eval.jsonl"
+    if not evals.is_file():
+        raise FileNotFoundError(f"no evaluation split at {evals}; run `distill run RECIPE --until teach`")
+    q, target = recipe.get("quantize", {}), recipe.get("target", {})
+    return RunInfo(TaskSpec.model_validate(recipe["task"]), merged, _read_jsonl(evals),
+                   float(q.get("quality_floor", 0.98)), int(target.get("n_ctx", 2048)), bool(q.get("imatrix", False)))
+
+
+IMATRIX_TYPES = ("q4_k_m", "q4_0", "iq4_xs", "q5_k_m")
+
+
+def training_texts(run_dir: Path, task: TaskSpec, limit: int = 64) -> list[str]:
+    """The task's own training prompts with their answers: what the importance matrix is computed on."""
+    path = Path(run_dir) / "curate" / "train.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no training rows at {path} for the importance matrix; run `distill run RECIPE --until curate`")
+    rows = _read_jsonl(path)[:limit]
+    return [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows if r.get("answer")]
+
+
+def ensure_imatrix(run_dir: Path, info: RunInfo, f16: Path, out: Path, overwrite: bool) -> Path:
+    from quantize.imatrix import compute_imatrix
+
+    if out.exists() and not overwrite:
+        return out
+    return compute_imatrix(f16, training_texts(run_dir, info.task), out, overwrite=True)
+
+
+def example_score(task: TaskSpec, pred: dict | None, gold: dict) -> float:
+    """Share of answer keys right after the task's normalisation (field accuracy; 1/0 for a label)."""
+    keys = task.answer_keys()
+    if pred is None:
+        return 0.0
+    return sum(task.normalise(k, pred.get(k)) == task.normalise(k, gold.get(k)) for k in keys) / len(keys)
+
+
+def evaluate_gguf(path: Path, task: TaskSpec, rows: list[dict[str, Any]], n_ctx: int = 2048,
+                  max_new_tokens: int = 160) -> dict[str, Any]:
+    """Task metric, answers and decode speed of one GGUF on rows that carry `gold`."""
+    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+    from quantize.progress import bar
+
+    pred = LlamaCppPredictor(path, task, n_ctx=n_ctx, max_new_tokens=max_new_tokens)
+    answers, scores, tokens, seconds = [], [], 0, 0.0
+    try:
+        with bar(f"evaluating {Path(path).name}", len(rows)) as advance:
+            for row in rows:
+                p = pred.predict(row)
+                answers.append(p.answer)
+                scores.append(example_score(task, p.answer, row["gold"]))
+                tokens += p.completion_tokens
+                seconds += p.latency_s
+                advance()
+    finally:
+        pred.close()
+    return {"metric": sum(scores) / max(1, len(scores)), "answers": answers,
+            "tokens_per_s": tokens / seconds if seconds else None, "n": len(rows)}
+
+
+def sweep(run_dir: Path, profile: str, types: list[str] | None = None, out_dir: Path | None = None,
+          limit: int | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Quantize, fit-check, evaluate; returns (and writes to sweep.json / sweep.md) the table and the pick."""
+    from edge_runtime.fit import fit
+    from edge_runtime.profiles import get_profile
+
+    info = load_run(run_dir)
+    prof = get_profile(profile)
+    rows = [r for r in info.eval_rows if r.get("gold") is not None][:limit]
+    if not rows:
+        raise ValueError(f"{run_dir}/teach/eval.jsonl has no rows with a gold answer to evaluate against")
+    out_dir = Path(out_dir or Path(run_dir) / "sweep")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    types = [t for t in (types or list(QTYPES)) if t not in ("bf16",)]
+    f16 = out_dir / "model-f16.gguf"
+    if overwrite or not f16.exists():
+        convert_to_gguf(info.merged_dir, f16, "f16", overwrite=True)
+    imatrix = None
+    if info.imatrix:
+        imatrix = ensure_imatrix(Path(run_dir), info, f16, out_dir / "imatrix.gguf", overwrite)
+    table: list[dict[str, Any]] = []
+    reference = None
+    for qtype in ["f16"] + [t for t in types if t != "f16"]:
+        path = f16 if qtype == "f16" else out_dir / f"model-{qtype}.gguf"
+        if qtype != "f16" and (overwrite or not path.exists()):
+            use = imatrix if qtype in IMATRIX_TYPES else None
+            quantize_gguf(f16, path, qtype, imatrix=use, overwrite=True)
+        fitted = fit(path, prof, n_ctx=info.n_ctx)
+        entry: dict[str, Any] = {"type": qtype, "path": str(path), "size_mib": round(path.stat().st_size / MB, 1),
+                                 "fits": fitted.fits}
+        if fitted.fits or qtype == "f16":
+            res = evaluate_gguf(path, info.task, rows, n_ctx=min(info.n_ctx, 2048))
+            if reference is None:
+                reference = res["answers"]
+            same = sum(a == b for a, b in zip(res["answers"], reference))
+            entry.update(metric=round(res["metric"], 4), agreement_with_f16=round(same / len(rows), 4),
+                         tokens_per_s=round(res["tokens_per_s"], 1) if res["tokens_per_s"] else None)
+        table.append(entry)
+    base = table[0].get("metric") or 0.0
+    floor = info.quality_floor * base
+    keep = [e for e in table if e["fits"] and e.get("metric") is not None and e["metric"] >= floor]
+    pick = min(keep, key=lambda e: e["size_mib"]) if keep else None
+    result = {"profile": profile, "n_eval": len(rows), "quality_floor": info.quality_floor, "f16_metric": base,
+              "floor_metric": round(floor, 4), "table": table, "pick": pick["type"] if pick else None}
+    (out_dir / "sweep.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "sweep.md").write_text(render_table(result))
+    return result
+
+
+def render_table(result: dict[str, Any]) -> str:
+    lines = [f"Quantization sweep for {result['profile']} on {result['n_eval']} evaluation examples; "
+             f"floor {result['quality_floor']:.0%} of F16's {result['f16_metric']:.3f} = {result['floor_metric']:.3f}.",
+             "", "| type | size (MiB) | fits | task metric | agreement with F16 | tokens/s |", "|---|---|---|---|---|---|"]
+    for e in result["table"]:
+        fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+        lines.append(f"| {e['type']}{' (picked)' if e['type'] == result['pick'] else ''} | {e['size_mib']} | "
+                     f"{'yes' if e['fits'] else 'no'} | {fmt(e.get('metric'))} | {fmt(e.get('agreement_with_f16'))} | "
+                     f"{fmt(e.get('tokens_per_s'))} |")
+    if result["pick"] is None:
+        lines += ["", "No type keeps the floor on this profile: lower the floor, pick a larger profile or a larger student."]
+    return "\n".join(lines) + "\n"
