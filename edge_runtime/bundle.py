@@ -1,0 +1,315 @@
+"""The bundle: everything a device needs to answer a task, verified before every load.
+
+Layout (all paths relative, listed with their sha256 in manifest.json):
+  model-<qtype>.gguf   the quantized student
+  task.json            the TaskSpec (prompts, schema, labels, normalisation)
+  schema.json          the answer's JSON schema; grammar.gbnf: the grammar compiled from it
+  generation.json      decoding settings, context, slots, confidence threshold, teacher
+  tokenizer.json       tokenizer and template facts (template.json from training when present)
+  eval.json            the eval summaries of the run; fit.json: the memory fit for the profile
+  ocr.json             which OCR models read images (tasks whose input is OCR text)
+A changed, missing or extra file, a path escaping the bundle or an unknown format version
+is refused with the file named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.task import TaskSpec
+
+FORMAT = "edge-distill-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+IMAGE_INPUTS = {"ocr_lines", "ocr_text", "image", "lines"}
+
+
+class BundleError(ValueError):
+    """A bundle that must not be loaded; the message names the file and the fix."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def grammar_for(task: TaskSpec) -> str | None:
+    """GBNF text of the task's answer grammar (llama.cpp's converter), or None without llama_cpp."""
+    try:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+    except ImportError:
+        return None
+    return json_schema_to_gbnf(json.dumps(task.json_schema()))
+
+
+def reads_images(task: TaskSpec) -> bool:
+    return task.kind == "extraction" and task.input_field in IMAGE_INPUTS
+
+
+def ocr_note() -> dict[str, Any]:
+    """The OCR engine a device needs for image input: RapidOCR ships its ONNX models in its wheel."""
+    note: dict[str, Any] = {"engine": "rapidocr", "runtime": "onnxruntime", "output": "text lines in reading order"}
+    try:
+        from importlib.metadata import version
+
+        note["rapidocr_version"] = version("rapidocr")
+        import rapidocr
+
+        models = Path(rapidocr.__file__).parent / "models"
+        note["models"] = {p.name: p.stat().st_size for p in sorted(models.glob("*.onnx"))}
+    except Exception as exc:  # the note is informative; serving checks OCR at start
+        note["warning"] = f"rapidocr not importable here: {exc}"
+    return note
+
+
+def tokenizer_facts(gguf: Path) -> dict[str, Any]:
+    from edge_runtime.fit import read_gguf_metadata
+
+    meta = read_gguf_metadata(gguf)
+    keep = {k: v for k, v in meta.items() if k.startswith("tokenizer.") or k.startswith("general.")}
+    keep["template"] = "plain task template from task.json (no chat template)"
+    return keep
+
+
+def write_manifest(out: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    files = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            rel = path.relative_to(out).as_posix()
+            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **extra, "files": files}
+    _write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb", *, n_ctx: int = 2048,
+         parallel: int = 1, confidence_threshold: float = 0.5, max_new_tokens: int = 160,
+         teacher: dict[str, Any] | None = None, eval_summary: dict[str, Any] | None = None,
+         template: Path | None = None, overwrite: bool = False, profiles_file: str | Path | None = None,
+         model_name: str | None = None) -> Path:
+    """Write a bundle directory for one GGUF and one task; returns the directory."""
+    from edge_runtime.fit import fit
+    from edge_runtime.profiles import get_profile
+
+    model, out_dir = Path(model), Path(out_dir)
+    if not model.is_file():
+        raise FileNotFoundError(f"model not found: {model}")
+    if out_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
+        shutil.rmtree(out_dir)
+    prof = get_profile(profile, profiles_file)
+    fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model_name = model_name or (model.name if model.name.endswith(".gguf") else "model.gguf")
+    _link_or_copy(model, tmp / model_name)
+    (tmp / "task.json").write_text(task.to_json() + "\n", encoding="utf-8")
+    _write_json(tmp / "schema.json", task.json_schema())
+    gbnf = grammar_for(task)
+    if gbnf:
+        (tmp / "grammar.gbnf").write_text(gbnf, encoding="utf-8")
+    _write_json(tmp / "generation.json", {
+        "temperature": 0.0, "max_new_tokens": max_new_tokens, "n_ctx": n_ctx, "parallel": parallel,
+        "confidence_threshold": confidence_threshold, "prefix_reuse": True, "teacher": teacher or None,
+    })
+    facts = tokenizer_facts(model)
+    if template is not None and Path(template).is_file():
+        facts["training_template"] = json.loads(Path(template).read_text())
+    _write_json(tmp / "tokenizer.json", facts)
+    _write_json(tmp / "eval.json", eval_summary or {})
+    fit_dict = fitted.to_dict()
+    fit_dict["model"] = model_name
+    _write_json(tmp / "fit.json", fit_dict)
+    if reads_images(task):
+        _write_json(tmp / "ocr.json", ocr_note())
+    write_manifest(tmp, {"model": model_name, "task": task.name, "kind": task.kind, "profile": profile,
+                         "fits": fitted.fits})
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False) -> Path:
+    """The pipeline's pack stage: the run's quantized GGUF, task, eval and target settings."""
+    run_dir = Path(run_dir)
+    recipe_path = run_dir / "recipe.resolved.json"
+    record_path = run_dir / "quantize" / "record.json"
+    for p, what in ((recipe_path, "the resolved recipe"), (record_path, "the quantize record")):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} missing ({what}); run `distill run` up to quantize first")
+    recipe = json.loads(recipe_path.read_text())
+    artifacts: dict[str, str] = json.loads(record_path.read_text())["outputs"]["artifacts"]
+    if not artifacts:
+        raise ValueError(f"{record_path} lists no artifacts")
+    quantized = [q for q in artifacts if q not in ("f16", "bf16")]
+    qtype = quantized[0] if quantized else next(iter(artifacts))
+    model = Path(artifacts[qtype])
+    if not model.is_absolute() and not model.exists():
+        model = run_dir / "quantize" / model.name
+    task = TaskSpec.model_validate(recipe["task"])
+    target = recipe.get("target", {})
+    evals = {}
+    for name, p in (("student", run_dir / "eval" / "metrics.json"), ("quantized", run_dir / "quantize" / "eval" / "metrics.json")):
+        if p.is_file():
+            evals[name] = json.loads(p.read_text())
+    evals["artifact"] = qtype
+    teacher = recipe.get("teacher") or {}
+    esc = {k: teacher[k] for k in ("base_url", "model") if teacher.get(k)} or None
+    if esc and teacher.get("api_key_env"):
+        esc["api_key_env"] = teacher["api_key_env"]
+    max_new = (recipe.get("eval") or {}).get("max_new_tokens", 160)
+    return pack(model, task, Path(out_dir), profile, n_ctx=target.get("n_ctx", 2048), parallel=target.get("parallel", 1),
+                confidence_threshold=target.get("confidence_threshold", 0.5), max_new_tokens=max_new, teacher=esc,
+                eval_summary=evals, template=run_dir / "train" / "merged" / "template.json", overwrite=overwrite,
+                model_name=f"model-{qtype}.gguf")
+
+
+# ---- verification and loading -----------------------------------------------------
+def _inside(root: Path, rel: str) -> Path:
+    if not rel or rel.startswith(("/", "\\")) or ".." in Path(rel).parts or ":" in rel:
+        raise BundleError(f"manifest path {rel!r} escapes the bundle; re-pack it with `edge-runtime pack`")
+    path = root / rel
+    if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()):
+        raise BundleError(f"{rel}: is a link or escapes the bundle; re-pack it with `edge-runtime pack`")
+    return path
+
+
+def verify(bundle_dir: Path, check_hashes: bool = True) -> dict[str, Any]:
+    """The manifest of a verified bundle directory; BundleError naming the first bad file."""
+    root = Path(bundle_dir)
+    if not root.is_dir():
+        raise BundleError(f"{root} is not a bundle directory")
+    mpath = root / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{mpath}: manifest.json missing; this is not a bundle (make one with `edge-runtime pack`)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{mpath}: unknown bundle format {manifest.get('format')!r} version "
+                          f"{manifest.get('format_version')!r}; this runtime reads {FORMAT} v{FORMAT_VERSION}: upgrade edge-runtime or re-pack")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{mpath}: lists no files")
+    for rel, info in files.items():
+        path = _inside(root, rel)
+        if not path.is_file():
+            raise BundleError(f"{rel}: listed in the manifest but missing from {root}")
+        if path.stat().st_size != info.get("bytes"):
+            raise BundleError(f"{rel}: size {path.stat().st_size} differs from the manifest's {info.get('bytes')}; the file was changed")
+        if check_hashes and sha256_file(path) != info.get("sha256"):
+            raise BundleError(f"{rel}: sha256 differs from the manifest; the file was changed or corrupted")
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            raise BundleError(f"{rel}: links are not allowed in a bundle")
+        if path.is_file() and rel != MANIFEST and rel not in files:
+            raise BundleError(f"{rel}: extra file not in the manifest; remove it or re-pack")
+    for need in ("task.json", "generation.json", manifest.get("model", "")):
+        if need not in files:
+            raise BundleError(f"{need or 'model'}: required file not in the manifest")
+    return manifest
+
+
+def to_tar(bundle_dir: Path, tar_path: Path, overwrite: bool = False) -> Path:
+    tar_path = Path(tar_path)
+    if tar_path.exists() and not overwrite:
+        raise FileExistsError(f"{tar_path} exists; pass --overwrite to replace it")
+    verify(bundle_dir)
+    with tarfile.open(tar_path, "w") as tar:
+        for path in sorted(Path(bundle_dir).rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(bundle_dir).as_posix())
+    return tar_path
+
+
+def extract_tar(tar_path: Path, dest: Path | None = None) -> Path:
+    """Unpack a bundle archive, refusing members that are links or escape the bundle."""
+    dest = Path(dest or tempfile.mkdtemp(prefix="edge-bundle-"))
+    with tarfile.open(tar_path) as tar:
+        for member in tar.getmembers():
+            if not (member.isfile() or member.isdir()):
+                raise BundleError(f"{member.name}: archive member is a link or device; refused")
+            _inside(dest, member.name)
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+@dataclass
+class Bundle:
+    root: Path
+    manifest: dict[str, Any]
+    task: TaskSpec
+    generation: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / self.manifest["model"]
+
+    def read_json(self, name: str) -> Any:
+        path = self.root / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @property
+    def grammar(self) -> str | None:
+        path = self.root / "grammar.gbnf"
+        return path.read_text() if path.is_file() else None
+
+
+def load_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
+    """Verify then load a bundle directory or .tar archive."""
+    path = Path(path)
+    if path.is_file() and tarfile.is_tarfile(path):
+        path = extract_tar(path)
+    manifest = verify(path, check_hashes=check_hashes)
+    try:
+        task = TaskSpec.from_file(path / "task.json")
+    except Exception as exc:
+        raise BundleError(f"task.json: not a valid task spec ({exc})") from exc
+    generation = json.loads((path / "generation.json").read_text())
+    return Bundle(path, manifest, task, generation)
+
+
+def describe(bundle: Bundle) -> str:
+    """What `edge-runtime inspect` prints."""
+    m, g = bundle.manifest, bundle.generation
+    fit = bundle.read_json("fit.json") or {}
+    lines = [
+        f"bundle {bundle.root}  ({m['format']} v{m['format_version']}, created {m.get('created')})",
+        f"task: {bundle.task.name} ({bundle.task.kind}), answer keys {bundle.task.answer_keys()}",
+        f"model: {m['model']}  profile: {m.get('profile')}  fits: {fit.get('fits')} "
+        f"({fit.get('total_bytes', 0) / 2**20:,.0f} MiB of {fit.get('budget_bytes', 0) / 2**20:,.0f} MiB)",
+        f"generation: n_ctx {g.get('n_ctx')}, slots {g.get('parallel')}, max_new_tokens {g.get('max_new_tokens')}, "
+        f"confidence threshold {g.get('confidence_threshold')}, teacher {(g.get('teacher') or {}).get('base_url', 'none')}",
+        "files:",
+    ]
+    for rel, info in m["files"].items():
+        lines.append(f"  {rel:<24} {info['bytes']:>13,} B  sha256 {info['sha256'][:16]}")
+    return "\n".join(lines)

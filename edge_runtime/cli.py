@@ -1,0 +1,177 @@
+"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench. A thin dispatcher;
+each command is one function of the module that owns the work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _fit(a) -> int:
+    from edge_runtime.fit import fit
+    from edge_runtime.profiles import get_profile
+
+    result = fit(a.model, get_profile(a.profile, a.profiles), n_ctx=a.ctx, parallel=a.parallel)
+    print(json.dumps(result.to_dict(), indent=2) if a.json else result.summary())
+    return 0 if result.fits else 1
+
+
+def _pack(a) -> int:
+    import shutil
+    import tempfile
+
+    from edge_runtime.bundle import pack_run, to_tar
+
+    out = Path(a.out)
+    if out.suffix == ".tar" or a.tar:
+        tar = out if out.suffix == ".tar" else out.with_suffix(".tar")
+        with tempfile.TemporaryDirectory(dir=tar.parent if tar.parent.exists() else None) as tmp:
+            bundle = pack_run(Path(a.run_dir), a.profile, Path(tmp) / "bundle", overwrite=True)
+            to_tar(bundle, tar, overwrite=a.overwrite)
+            shutil.rmtree(bundle)
+        print(f"bundle archive written: {tar}")
+    else:
+        print(f"bundle written: {pack_run(Path(a.run_dir), a.profile, out, overwrite=a.overwrite)}")
+    return 0
+
+
+def _verify(a) -> int:
+    from edge_runtime.bundle import load_bundle
+
+    b = load_bundle(a.bundle)
+    print(f"OK: {len(b.manifest['files'])} files match manifest.json ({b.manifest['format']} v{b.manifest['format_version']})")
+    return 0
+
+
+def _inspect(a) -> int:
+    from edge_runtime.bundle import describe, load_bundle
+
+    print(describe(load_bundle(a.bundle, check_hashes=not a.fast)))
+    return 0
+
+
+def _serve(a) -> int:
+    from edge_runtime.server import serve
+
+    serve(a.bundle, host=a.host, port=a.port, api_key=a.api_key, max_queue=a.max_queue, timeout_s=a.timeout,
+          max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
+          n_threads=a.threads)
+    return 0
+
+
+def _predict(a) -> int:
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+    from edge_runtime.router import Router
+
+    b = load_bundle(a.bundle)
+    task = b.task
+    if a.image:
+        from edge_runtime.ocr import ocr_lines
+
+        example = {task.input_field: ocr_lines(a.image)}
+    elif a.input is not None:
+        example = {task.input_field: Path(a.input[1:]).read_text() if a.input.startswith("@") else a.input}
+    else:
+        example = {task.input_field: sys.stdin.read()}
+    pred = LlamaCppPredictor(b.model_path, task, n_ctx=int(b.generation.get("n_ctx", 2048)),
+                             max_new_tokens=int(b.generation.get("max_new_tokens", 160)), grammar_text=b.grammar,
+                             n_threads=a.threads)
+    try:
+        p = pred.predict(example)
+    finally:
+        pred.close()
+    body = Router(task, float(b.generation.get("confidence_threshold", 0.5))).route(example, p)
+    body["latency_s"] = round(p.latency_s, 3)
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+    return 0 if p.valid else 1
+
+
+def _bench(a) -> int:
+    from edge_runtime.bench import run_bench
+
+    report = run_bench(a.bundle, n_requests=a.requests, gen_tokens=a.tokens, n_threads=a.threads)
+    print(json.dumps(report, indent=2))
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-runtime", description="Run distilled task models offline on a device.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("fit", help="check whether a GGUF fits a device profile's memory, with the largest ctx/slots")
+    s.add_argument("model", help="a .gguf file")
+    s.add_argument("--profile", default="router-8gb")
+    s.add_argument("--profiles", help="YAML file with your own device profiles")
+    s.add_argument("--ctx", type=int, default=2048)
+    s.add_argument("--parallel", type=int, default=1)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_fit)
+
+    s = sub.add_parser("pack", help="package a run's quantized model, task and eval into a verified bundle")
+    s.add_argument("run_dir")
+    s.add_argument("--profile", default="router-8gb")
+    s.add_argument("--out", required=True, help="bundle directory, or a path ending in .tar for an archive")
+    s.add_argument("--tar", action="store_true", help="write a .tar archive")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=_pack)
+
+    s = sub.add_parser("verify", help="check a bundle's files against its manifest (sha256, format)")
+    s.add_argument("bundle")
+    s.set_defaults(fn=_verify)
+
+    s = sub.add_parser("inspect", help="print what a bundle holds: task, model, fit, settings, files")
+    s.add_argument("bundle")
+    s.add_argument("--fast", action="store_true", help="skip the sha256 check")
+    s.set_defaults(fn=_inspect)
+
+    s = sub.add_parser("serve", help="serve a bundle offline: OpenAI-compatible and task endpoints")
+    s.add_argument("bundle")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
+    s.add_argument("--max-queue", type=int, default=16, help="waiting requests before 429")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait for a slot")
+    s.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
+    s.add_argument("--parallel", type=int, default=None, help="model slots (default: the bundle's)")
+    s.add_argument("--teacher-url", default=None, help="OpenAI-compatible teacher for escalation")
+    s.add_argument("--teacher-model", default=None)
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(fn=_serve)
+
+    s = sub.add_parser("predict", help="answer one input (text, @file or --image photo) with a bundle")
+    s.add_argument("bundle")
+    s.add_argument("--input", help="the task input text, or @path to read it from a file")
+    s.add_argument("--image", help="a receipt/invoice photo, read with OCR")
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(fn=_predict)
+
+    s = sub.add_parser("bench", help="measure tokens/s vs raw llama-cpp-python and latency with/without prefix reuse")
+    s.add_argument("bundle")
+    s.add_argument("--requests", type=int, default=10)
+    s.add_argument("--tokens", type=int, default=64)
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--json", help="also write the report here")
+    s.set_defaults(fn=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.fn(args)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

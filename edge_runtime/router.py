@@ -1,0 +1,201 @@
+"""Small and large together: a student answer carries a confidence, and when it falls
+below the bundle's threshold the request goes to the teacher (any OpenAI-compatible
+endpoint) if one is configured and reachable. An unreachable teacher never fails the
+request: the student's answer comes back flagged low-confidence. Escalations are counted
+and costed so the saving of running small is visible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_runtime.predictor import Prediction
+from edge_runtime.task import TaskSpec
+
+
+# ---- confidence ---------------------------------------------------------------
+def _squash(text: str) -> str:
+    return re.sub(r"[\s,]+", "", text).upper()
+
+
+def value_in_input(task: TaskSpec, example: dict[str, Any], key: str, value: str) -> bool:
+    """An extracted value must be copied from the input (spaces, commas and case aside;
+    an amount may drop its currency)."""
+    if not value.strip():
+        return True
+    source = _squash(task.input_text(example))
+    if _squash(value) in source:
+        return True
+    if task.kind == "extraction" and task.fields[key].type == "amount":
+        digits = re.sub(r"[^0-9.]", "", value)
+        return bool(digits) and digits in re.sub(r"[^0-9.]", "", task.input_text(example))
+    return False
+
+
+def _value_spans(text: str, keys: list[str]) -> dict[str, tuple[int, int]]:
+    """Byte span of each key's string value in the model's raw JSON text."""
+    spans = {}
+    decoder = json.JSONDecoder()
+    for key in keys:
+        m = re.search(r'"%s"\s*:\s*"' % re.escape(key), text)
+        if not m:
+            continue
+        start = m.end() - 1
+        try:
+            _, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        spans[key] = (len(text[: start + 1].encode()), len(text[: end - 1].encode()))
+    return spans
+
+
+def answer_confidence(task: TaskSpec, example: dict[str, Any], answer: dict[str, Any], text: str,
+                      token_ends: list[int], token_probs: list[float]) -> tuple[float, dict[str, float]]:
+    """(overall, per key). Classification: the probability of the label's tokens.
+    Extraction: per field the geometric mean of its value tokens' probabilities, zero when
+    the value does not occur in the input; overall is the weakest field. FAQ: the id's
+    token probability. `token_ends[i]` is the byte offset where token i's text ends."""
+    if token_ends and token_ends[-1] != len(text.encode()) and token_ends[-1]:
+        scale = len(text.encode()) / token_ends[-1]  # detokenising alone may drop a leading space
+        token_ends = [round(e * scale) for e in token_ends]
+    spans = _value_spans(text, task.answer_keys())
+    per: dict[str, float] = {}
+    for key in task.answer_keys():
+        lo, hi = spans.get(key, (0, 0))
+        logs, begin = [], 0
+        for end, p in zip(token_ends, token_probs):
+            if end > lo and begin < hi:
+                logs.append(math.log(max(p, 1e-12)))
+            begin = end
+        if task.kind == "extraction":
+            score = math.exp(sum(logs) / len(logs)) if logs else 1.0
+            if not value_in_input(task, example, key, str(answer.get(key, ""))):
+                score = 0.0
+        else:
+            score = math.exp(sum(logs)) if logs else 1.0
+        per[key] = round(score, 4)
+    return (min(per.values()) if per else 0.0), per
+
+
+# ---- escalation -----------------------------------------------------------------
+@dataclass
+class TeacherEndpoint:
+    base_url: str
+    model: str
+    api_key: str = ""
+    timeout_s: float = 30.0
+    usd_per_1k_input: float = 0.0
+    usd_per_1k_output: float = 0.0
+
+
+@dataclass
+class RouterStats:
+    escalations: int = 0
+    teacher_failures: int = 0
+    cost_usd: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"escalations": self.escalations, "teacher_failures": self.teacher_failures,
+                "cost_usd": round(self.cost_usd, 6)}
+
+
+class Router:
+    """Decides between the student's answer and the teacher's."""
+
+    def __init__(self, task: TaskSpec, threshold: float, teacher: TeacherEndpoint | None = None):
+        self.task, self.threshold, self.teacher = task, threshold, teacher
+        self.stats = RouterStats()
+        self._format = 0  # index into FORMATS: the strictest JSON mode the teacher accepted
+
+    def route(self, example: dict[str, Any], student: Prediction) -> dict[str, Any]:
+        """The response body for a task request: answer, confidence, source and flags."""
+        confidence = student.confidence if student.confidence is not None else 0.0
+        body: dict[str, Any] = {
+            "answer": student.answer, "confidence": round(confidence, 4), "source": "student",
+            "low_confidence": confidence < self.threshold, "threshold": self.threshold,
+            "field_confidence": student.extra.get("field_confidence", {}),
+            "usage": {"prompt_tokens": student.prompt_tokens, "completion_tokens": student.completion_tokens},
+        }
+        if student.answer is None:
+            body["problems"] = student.problems
+        if not body["low_confidence"] or self.teacher is None:
+            return body
+        try:
+            answer, usage, cost = self.ask_teacher(example)
+        except TeacherError as exc:
+            with self.stats.lock:
+                self.stats.teacher_failures += 1
+            body["escalation_error"] = str(exc)
+            return body
+        with self.stats.lock:
+            self.stats.escalations += 1
+            self.stats.cost_usd += cost
+        body.update(answer=answer, source="teacher", low_confidence=False, escalated=True,
+                    student_answer=student.answer, student_confidence=body["confidence"],
+                    teacher_usage=usage, cost_usd=round(cost, 6))
+        return body
+
+    # Ways to ask for JSON, strictest first. llama.cpp's server answers json_schema with a 500
+    # and DeepSeek documents only json_object, so a refusal moves the router to the next one.
+    FORMATS = ("json_schema", "json_object", "none")
+
+    def _payload(self, example: dict[str, Any], fmt: str) -> dict[str, Any]:
+        t = self.teacher
+        payload: dict[str, Any] = {
+            "model": t.model, "temperature": 0,
+            "messages": [{"role": "user", "content": self.task.render_prompt(example)}],
+        }
+        if fmt == "json_schema":
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": self.task.name, "schema": self.task.json_schema(), "strict": True}}
+        elif fmt == "json_object":
+            payload["response_format"] = {"type": "json_object"}
+        return payload
+
+    def ask_teacher(self, example: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int], float]:
+        import httpx
+
+        t = self.teacher
+        assert t is not None
+        headers = {"Authorization": f"Bearer {t.api_key}"} if t.api_key else {}
+        url = t.base_url.rstrip("/") + "/chat/completions"
+        start = time.perf_counter()
+        while True:
+            fmt = self.FORMATS[self._format]
+            try:
+                resp = httpx.post(url, json=self._payload(example, fmt), headers=headers, timeout=t.timeout_s)
+            except httpx.HTTPError as exc:
+                raise TeacherError(f"teacher at {t.base_url} unreachable: {exc.__class__.__name__}: {exc}") from exc
+            refused = resp.status_code in (400, 422) or (resp.status_code >= 500 and "response_format" in resp.text)
+            if fmt != "none" and refused:
+                with self.stats.lock:  # only the first request to see the refusal moves on
+                    if self.FORMATS[self._format] == fmt:
+                        self._format += 1
+                continue
+            break
+        if resp.status_code != 200:
+            raise TeacherError(f"teacher at {t.base_url} answered HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            data = resp.json()
+            text = data["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise TeacherError(f"teacher at {t.base_url} sent a malformed response: {exc}") from exc
+        answer, problems = self.task.parse(text)
+        if answer is None:
+            raise TeacherError(f"teacher answer is not valid for task {self.task.name}: {problems}")
+        usage = data.get("usage") or {}
+        cost = (usage.get("prompt_tokens", 0) * t.usd_per_1k_input + usage.get("completion_tokens", 0) * t.usd_per_1k_output) / 1000
+        usage = {"prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+                 "latency_s": round(time.perf_counter() - start, 3)}
+        return answer, usage, cost
+
+
+class TeacherError(RuntimeError):
+    pass

@@ -1,0 +1,364 @@
+"""The offline server: OpenAI-compatible completions, a task endpoint with validated
+answers and confidence, health and Prometheus metrics.
+
+The model runs one request per slot (a llama.cpp context); requests wait in a bounded
+queue and get 429 when it is full, 504 when no slot frees up in time. Bad input of any
+kind gets a 4xx with a message and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.router import Router, TeacherEndpoint
+
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+
+
+# ---- request bodies ----------------------------------------------------------------
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CompletionRequest(_Body):
+    model: str = ""
+    prompt: str = Field(..., max_length=200_000)
+    max_tokens: int = Field(16, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: list[str] | str | None = None
+    seed: int | None = None
+    stream: bool = False
+
+
+class Message(_Body):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(..., max_length=200_000)
+
+
+class ChatRequest(_Body):
+    model: str = ""
+    messages: list[Message] = Field(..., min_length=1, max_length=256)
+    max_tokens: int = Field(64, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    stop: list[str] | str | None = None
+    seed: int | None = None
+    stream: bool = False
+
+
+class TaskRequest(_Body):
+    input: str | list[str] = Field(..., description="the task input: text, or a list of OCR lines")
+    context: str = Field("", max_length=100_000, description="retrieved FAQ candidates for faq tasks")
+
+
+# ---- metrics -----------------------------------------------------------------------
+class Metrics:
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("edge_requests", "HTTP requests", ["endpoint", "status"], registry=r)
+        self.latency = Histogram("edge_request_latency_seconds", "request latency", ["endpoint"], registry=r,
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64))
+        self.tokens = Counter("edge_tokens", "tokens processed", ["kind"], registry=r)
+        self.answers = Counter("edge_task_answers", "task answers by schema validity", ["valid"], registry=r)
+        self.valid_rate = Gauge("edge_schema_valid_ratio", "share of task answers that are schema-valid", registry=r)
+        self.escalations = Counter("edge_escalations", "requests answered by the teacher", registry=r)
+        self.teacher_failures = Counter("edge_teacher_failures", "escalations that failed (student answer kept)", registry=r)
+        self.cost = Counter("edge_escalation_cost_usd", "teacher cost of escalations", registry=r)
+        self.queue = Gauge("edge_queue_depth", "requests waiting for or holding a slot", registry=r)
+        self._valid = self._total = 0
+
+    def answer(self, valid: bool) -> None:
+        self._total += 1
+        self._valid += int(valid)
+        self.answers.labels(valid=str(valid).lower()).inc()
+        self.valid_rate.set(self._valid / self._total)
+
+
+# ---- slots and the bounded queue ---------------------------------------------------
+class Slots:
+    """A pool of predictors; at most `max_queue` requests wait for one."""
+
+    def __init__(self, predictors: list[Any], max_queue: int, timeout_s: float, metrics: Metrics):
+        self.free: asyncio.Queue = asyncio.Queue()
+        for p in predictors:
+            self.free.put_nowait(p)
+        self.predictors = predictors
+        self.max_queue, self.timeout_s, self.metrics = max_queue, timeout_s, metrics
+        self.waiting = self.active = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def acquire(self):
+        if self.waiting >= self.max_queue:
+            raise HTTPException(429, f"queue full ({self.max_queue} waiting); retry later")
+        self.loop = asyncio.get_running_loop()
+        self.waiting += 1
+        self._gauge()
+        try:
+            pred = await asyncio.wait_for(self.free.get(), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"no model slot became free within {self.timeout_s:.0f}s; retry later") from None
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        self._gauge()
+        return pred
+
+    def release(self, pred) -> None:
+        """Safe from any thread (streams finish in the thread pool)."""
+        def _put():
+            self.active -= 1
+            self.free.put_nowait(pred)
+            self._gauge()
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(_put)
+
+    def _gauge(self) -> None:
+        self.metrics.queue.set(self.waiting + self.active)
+
+
+# ---- the app -----------------------------------------------------------------------
+def _teacher_from(bundle: Bundle, url: str | None, model: str | None) -> TeacherEndpoint | None:
+    cfg = dict(bundle.generation.get("teacher") or {})
+    if url:
+        cfg["base_url"] = url
+    if model:
+        cfg["model"] = model
+    if not cfg.get("base_url"):
+        return None
+    key = os.environ.get(cfg.get("api_key_env") or "EDGE_TEACHER_API_KEY", "")
+    return TeacherEndpoint(base_url=cfg["base_url"], model=cfg.get("model") or "teacher", api_key=key)
+
+
+def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_queue: int = 16,
+               timeout_s: float = 120.0, max_body_bytes: int = DEFAULT_MAX_BODY, parallel: int | None = None,
+               teacher_url: str | None = None, teacher_model: str | None = None, n_threads: int | None = None,
+               prefix_reuse: bool = True, max_tokens_cap: int | None = None) -> FastAPI:
+    """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
+    ask for (a small device should not generate 4096 tokens for one caller)."""
+    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+
+    if not isinstance(bundle, Bundle):
+        bundle = load_bundle(bundle)
+    task, gen = bundle.task, bundle.generation
+    n_slots = parallel or int(gen.get("parallel", 1))
+    predictors = [
+        LlamaCppPredictor(bundle.model_path, task, name=f"slot{i}", n_ctx=int(gen.get("n_ctx", 2048)),
+                          max_new_tokens=int(gen.get("max_new_tokens", 160)), n_threads=n_threads,
+                          grammar_text=bundle.grammar, prefix_reuse=prefix_reuse)
+        for i in range(n_slots)
+    ]
+    metrics = Metrics()
+    router = Router(task, float(gen.get("confidence_threshold", 0.5)), _teacher_from(bundle, teacher_url, teacher_model))
+    slots = Slots(predictors, max_queue, timeout_s, metrics)
+    app = FastAPI(title="edge-runtime", version="1", description=f"Serves task {task.name!r} ({task.kind}) offline.")
+    app.state.bundle, app.state.slots, app.state.router, app.state.metrics = bundle, slots, router, metrics
+    model_id = bundle.manifest["model"]
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        start = time.perf_counter()
+        endpoint = request.url.path if not request.url.path.startswith("/v1/tasks/") else "/v1/tasks"
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+            resp = JSONResponse({"error": f"body too large or bad Content-Length; limit {max_body_bytes} bytes"}, 413)
+        elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not _authorised(request, api_key):
+            resp = JSONResponse({"error": "missing or wrong API key: send Authorization: Bearer <key>"}, 401)
+        else:
+            resp = await call_next(request)
+        metrics.requests.labels(endpoint=endpoint, status=str(resp.status_code)).inc()
+        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
+        return resp
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "task": task.name, "kind": task.kind, "model": model_id,
+                "slots": len(predictors), "queue": slots.waiting + slots.active}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus():
+        from prometheus_client import generate_latest
+
+        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": model_id, "object": "model", "owned_by": "edge-runtime"}]}
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest):
+        kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
+        return await _generate(lambda p: p.complete(body.prompt, **kw), lambda p: p.stream(body.prompt, **kw), body.stream)
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest):
+        msgs = [m.model_dump() for m in body.messages]
+        kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
+
+        def templated(p) -> bool:
+            return bool(p.llm.metadata.get("tokenizer.chat_template"))
+
+        def run(p):
+            if templated(p):
+                with p._lock:
+                    return p.llm.create_chat_completion(messages=msgs, **kw)
+            return _as_chat(p.complete(plain_chat_prompt(msgs), **kw))
+
+        def stream(p):
+            if templated(p):
+                with p._lock:
+                    yield from p.llm.create_chat_completion(messages=msgs, stream=True, **kw)
+                return
+            first = True
+            for chunk in p.stream(plain_chat_prompt(msgs), **kw):
+                yield _as_chat_chunk(chunk, first)
+                first = False
+
+        return await _generate(run, stream, body.stream)
+
+    async def _generate(run, stream, streaming: bool):
+        pred = await slots.acquire()
+        if not streaming:
+            try:
+                out = await asyncio.to_thread(run, pred)
+            except ValueError as exc:  # llama.cpp: prompt longer than the context
+                raise HTTPException(413, f"{exc}; shorten the prompt or max_tokens") from exc
+            finally:
+                slots.release(pred)
+            out["model"] = model_id
+            _count_tokens(out.get("usage") or {})
+            return out
+
+        def events():
+            try:
+                for chunk in stream(pred):
+                    chunk["model"] = model_id
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                slots.release(pred)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    def _count_tokens(usage: dict[str, Any]) -> None:
+        metrics.tokens.labels(kind="prompt").inc(usage.get("prompt_tokens", 0))
+        metrics.tokens.labels(kind="completion").inc(usage.get("completion_tokens", 0))
+
+    @app.post("/v1/tasks/{name}")
+    async def run_task(name: str, request: Request):
+        if name != task.name:
+            raise HTTPException(404, f"unknown task {name!r}; this server serves {task.name!r}")
+        example, extra = await _task_input(request)
+        pred_slot = await slots.acquire()
+        try:
+            pred = await asyncio.to_thread(pred_slot.predict, example, extra.pop("context", ""))
+        except ValueError as exc:  # llama.cpp: prompt longer than the context
+            raise HTTPException(413, f"{exc}; the input is too long for this bundle's context") from exc
+        finally:
+            slots.release(pred_slot)
+        metrics.answer(pred.valid)
+        _count_tokens({"prompt_tokens": pred.prompt_tokens, "completion_tokens": pred.completion_tokens})
+        before = (router.stats.escalations, router.stats.teacher_failures, router.stats.cost_usd)
+        body = await asyncio.to_thread(router.route, example, pred)
+        metrics.escalations.inc(router.stats.escalations - before[0])
+        metrics.teacher_failures.inc(router.stats.teacher_failures - before[1])
+        metrics.cost.inc(max(0.0, router.stats.cost_usd - before[2]))
+        return {"id": f"task-{uuid.uuid4().hex[:12]}", "task": task.name, "model": model_id,
+                "latency_s": round(pred.latency_s, 4), **extra, **body}
+
+    async def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            from edge_runtime.ocr import NotAnImage, ocr_lines
+
+            if task.kind != "extraction":
+                raise HTTPException(415, f"task {task.name!r} ({task.kind}) takes JSON, not images")
+            try:
+                form = await request.form()
+            except Exception as exc:
+                raise HTTPException(400, f"malformed multipart body: {exc}") from exc
+            upload = form.get("image") or form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise HTTPException(422, "multipart body needs an image file in the field `image`")
+            data = await upload.read()
+            try:
+                lines = await asyncio.to_thread(ocr_lines, data)
+            except NotAnImage as exc:
+                raise HTTPException(415, str(exc)) from exc
+            if not lines:
+                raise HTTPException(422, "no text found in the image")
+            return {task.input_field: lines}, {"ocr_lines": lines}
+        try:
+            raw = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            raise HTTPException(400, f"body is not valid JSON ({exc}); send {{\"input\": ...}}") from exc
+        if isinstance(raw, dict) and "input" not in raw and task.input_field in raw:
+            raw = {"input": raw[task.input_field], "context": raw.get("context", "")}
+        try:
+            req = TaskRequest.model_validate(raw)
+        except Exception as exc:
+            raise HTTPException(422, f"bad task request: {exc}".replace("\n", " ")) from exc
+        size = len(req.input) if isinstance(req.input, str) else sum(len(s) for s in req.input)
+        if size == 0:
+            raise HTTPException(422, "`input` is empty")
+        if size > 100_000:
+            raise HTTPException(413, f"`input` has {size} characters; the limit is 100000")
+        return {task.input_field: req.input}, {"context": req.context}
+
+    app.state.close = lambda: [p.close() for p in predictors]
+    return app
+
+
+def plain_chat_prompt(messages: list[dict[str, str]]) -> str:
+    """A chat for a model without a chat template (the toolkit's base students): one
+    `Role: text` paragraph per message, then the assistant's turn."""
+    turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(turns) + "\n\nAssistant:"
+
+
+def _as_chat(out: dict[str, Any]) -> dict[str, Any]:
+    choice = out["choices"][0]
+    return {"id": "chat" + out["id"], "object": "chat.completion", "created": out["created"], "model": out.get("model", ""),
+            "choices": [{"index": 0, "finish_reason": choice.get("finish_reason"),
+                         "message": {"role": "assistant", "content": choice["text"].strip()}}],
+            "usage": out.get("usage")}
+
+
+def _as_chat_chunk(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
+    choice = chunk["choices"][0]
+    delta = {"role": "assistant", "content": choice["text"]} if first else {"content": choice["text"]}
+    return {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
+            "model": chunk.get("model", ""), "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}]}
+
+
+def _authorised(request: Request, key: str) -> bool:
+    import hmac
+
+    auth = request.headers.get("authorization", "")
+    given = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    return hmac.compare_digest(given.encode(), key.encode())
+
+
+def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, **kwargs) -> None:
+    """Run the server until interrupted (what `edge-runtime serve` calls)."""
+    import uvicorn
+
+    app = create_app(bundle, **kwargs)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
