@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from distill.pipeline.runner import run_pipeline
@@ -13,7 +14,7 @@ from distill.progress import console
 
 
 def run_command(args, recipe, run_dir: Path) -> int:
-    log = lambda msg: console.log(msg)  # noqa: E731
+    log = lambda msg: console.log(escape(msg))  # noqa: E731  ("[teach]" is not rich markup)
     if args.command == "run":
         records = run_pipeline(recipe, run_dir, start=args.start, until=args.until, force=args.force, log=log)
         if "eval" in records:

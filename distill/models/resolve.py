@@ -153,4 +153,5 @@ def hf_config_for(name: str):
         head_dim=facts["head_dim"],
         vocab_size=facts["vocab_size"],
         max_position_embeddings=facts["context_length"],
+        tie_word_embeddings=facts["tie_embeddings"],
     )
