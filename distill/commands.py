@@ -83,7 +83,10 @@ def print_summary(run_dir: Path, records: dict[str, dict[str, Any]]) -> None:
             f"{s['p50_latency_s']:.2f} s" if s.get("p50_latency_s") is not None else "-",
             _fmt_size(s.get("size_bytes")),
         )
-    console.print(table)
+    from rich.console import Console
+
+    # the table is wider than the 80 columns rich assumes when output is not a terminal
+    Console(stderr=True, width=max(console.width, 150)).print(table)
     (run_dir / "summary.json").write_text(json.dumps(dict(rows), indent=2))
 
 

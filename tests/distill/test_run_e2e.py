@@ -12,7 +12,7 @@ TINY = [
     "--set", "student.training.max_steps=2", "--set", "student.training.batch_size=2",
     "--set", "student.training.max_seq_len=512",
     "--set", "eval.predictors=[teacher,student,gguf]", "--set", "eval.max_new_tokens=8",
-    "--set", "eval.bootstrap_samples=50",
+    "--set", "eval.bootstrap_samples=50", "--set", "quantize.types=[q4_k_m]",
 ]
 
 
