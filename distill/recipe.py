@@ -27,7 +27,8 @@ class SplitConfig(Strict):
 
 
 class DataConfig(Strict):
-    path: Path = Field(..., description="JSONL or CSV with the task inputs (relative to the recipe)")
+    path: Path = Field(..., description="JSONL or CSV with the task inputs, or a folder of images read by OCR "
+                       "(gold answers beside them in labels.jsonl); relative to the recipe")
     eval_path: Path | None = Field(None, description="a separate evaluation file; else `split` draws one")
     id_field: str | None = Field(None, description="column with a stable row id (else the row number)")
     answer_field: str | None = Field(
@@ -300,6 +301,8 @@ def _resolve_paths(recipe: Recipe, base: Path) -> list[str]:
             continue
         resolved = value if value.is_absolute() else (base / value).resolve()
         setattr(obj, attr, resolved)
+        if label == "data.path" and resolved.is_dir():
+            continue  # a folder of images, read through OCR
         if not resolved.is_file():
             problems.append(f"{label}: file not found: {resolved}")
         elif resolved.suffix.lower() not in (".jsonl", ".csv", ".json"):

@@ -71,8 +71,6 @@ def fingerprint(recipe: Recipe, stage: str, previous: str, input_hashes: dict[st
 
 
 def input_hashes(recipe: Recipe, stage: str) -> dict[str, str]:
-    from distill.data.io import file_sha256
-
     if stage != "teach":
         return {}
     files = {"data.path": recipe.data.path, "data.eval_path": recipe.data.eval_path}
@@ -80,7 +78,19 @@ def input_hashes(recipe: Recipe, stage: str) -> dict[str, str]:
         files["teacher.responses"] = recipe.teacher.responses
     if recipe.task.knowledge_base:  # an edited FAQ changes every prompt
         files["task.knowledge_base"] = recipe.task.knowledge_base
-    return {k: file_sha256(v) for k, v in files.items() if v is not None}
+    return {k: _content_hash(Path(v)) for k, v in files.items() if v is not None}
+
+
+def _content_hash(path: Path) -> str:
+    """sha256 of a file, or of a folder's file names and contents (a folder of scans)."""
+    from distill.data.io import file_sha256
+
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for child in sorted(p for p in path.iterdir() if p.is_file()):
+        digest.update(f"{child.name}\0{file_sha256(child)}\n".encode())
+    return digest.hexdigest()
 
 
 def read_record(run_dir: Path, stage: str) -> dict[str, Any] | None:

@@ -18,7 +18,12 @@ from distill.pipeline.runner import StageContext
 def load_splits(recipe) -> tuple[list[dict], list[dict]]:
     """Train and eval rows, with gold answers under `gold` where the data has them."""
     task, data = recipe.task, recipe.data
-    rows = read_rows(data.path, data.id_field)
+    if data.path.is_dir():  # a folder of scans: OCR turns each into the task's input lines
+        from distill.data.images import read_image_folder
+
+        rows = read_image_folder(data.path, task.input_field)
+    else:
+        rows = read_rows(data.path, data.id_field)
     if data.eval_path:
         train = rows[: data.split.train_size] if data.split.train_size else rows
         evals = read_rows(data.eval_path, data.id_field)[: data.split.eval_size]

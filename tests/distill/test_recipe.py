@@ -40,7 +40,7 @@ def test_unknown_key_is_named(tmp_path):
 
 
 def test_all_problems_reported_at_once(tmp_path):
-    text = BASE.replace("r: 16", "r: 0").replace("kind: dataset", "kind: openia").replace("epochs: 2", "epochs: lots")
+    text = BASE.replace("r: 16", "r: 0").replace("kind: dataset", "kind: openia").replace("epochs: 1", "epochs: lots")
     problems, message = _problems(_write(tmp_path, text))
     assert "student.lora.r: must be greater than 0" in problems
     assert any(p.startswith("teacher.kind: unknown 'openia', expected one of dataset, openai") for p in problems)

@@ -59,8 +59,8 @@ def test_every_rule_drops_its_rows_with_examples(receipts, tmp_path):
 def test_real_receipts_keep_nearly_all_rows(receipts, tmp_path):
     recipe, train, evals = receipts
     summary = curate(recipe, train, evals, tmp_path)
-    # 120 distinct receipts: no near duplicates; a few share a shop chain's long header with eval receipts
-    assert summary["kept"] >= 110 and "near duplicate" not in summary["dropped"]
+    # distinct receipts: no near duplicates; a few share a shop chain's long header with eval receipts
+    assert summary["kept"] >= 0.9 * len(train) and "near duplicate" not in summary["dropped"]
 
 
 def test_length_limits_and_answer_length(receipts, tmp_path):

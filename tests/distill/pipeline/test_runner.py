@@ -25,8 +25,8 @@ def test_finished_stages_are_skipped_and_changes_redo_what_they_affect(tmp_path)
     logs = _run(tmp_path, until="curate")
     assert any(l.startswith("[teach] running") for l in logs) and any(l.startswith("[curate] running") for l in logs)
     labelled = (tmp_path / "run/teach/labelled.jsonl").read_text().splitlines()
-    assert len(labelled) == 120 and all(json.loads(l)["answer"] for l in labelled)
-    assert len((tmp_path / "run/teach/eval.jsonl").read_text().splitlines()) == 40
+    assert len(labelled) == 80 and all(json.loads(l)["answer"] for l in labelled)
+    assert len((tmp_path / "run/teach/eval.jsonl").read_text().splitlines()) == 24
     teach_fp = read_record(tmp_path / "run", "teach")["fingerprint"]
 
     logs = _run(tmp_path, until="curate")
@@ -71,4 +71,4 @@ def test_cli_runs_single_stages(tmp_path):
     assert main(["teach", str(QUICKSTART), "--run-dir", str(run_dir)]) == 0
     assert main(["curate", str(QUICKSTART), "--run-dir", str(run_dir)]) == 0
     report = json.loads((run_dir / "curate/report.json").read_text())
-    assert report["input_rows"] == 120 and report["kept"] + sum(d["count"] for d in report["dropped"].values()) == 120
+    assert report["input_rows"] == 80 and report["kept"] + sum(d["count"] for d in report["dropped"].values()) == 80

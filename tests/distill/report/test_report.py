@@ -63,7 +63,8 @@ def test_extraction_report_files(extraction_run, hf_name):
     doc = json.loads((extraction_run / "metrics.json").read_text())
     eco = doc["economics"]
     teacher_req = doc["predictors"]["teacher"]["cost"]["usd_per_request"]
-    assert eco["one_time_usd"] == pytest.approx(120 * teacher_req)  # 120 rows labelled at the teacher's price
+    labelled = len((extraction_run / "teach" / "labelled.jsonl").read_text().splitlines())
+    assert labelled == 80 and eco["one_time_usd"] == pytest.approx(labelled * teacher_req)  # labelled at the teacher's price
     assert eco["break_even"][hf_name]["break_even_requests_per_day"] > 0
     assert [p["threshold"] for p in eco["hybrid"][hf_name]] == doc["assumptions"]["hybrid_thresholds"]
     assert doc["machine"]["cpu_cores"] >= 1
