@@ -31,15 +31,20 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class CompletionRequest(_Body):
+class _Sampling(_Body):
+    """What the OpenAI completion and chat requests share."""
+
     model: str = ""
-    prompt: str = Field(..., max_length=200_000)
-    max_tokens: int = Field(16, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] | str | None = None
     seed: int | None = None
     stream: bool = False
+
+
+class CompletionRequest(_Sampling):
+    prompt: str = Field(..., max_length=200_000)
+    max_tokens: int = Field(16, ge=1, le=4096)
 
 
 class Message(_Body):
@@ -47,15 +52,9 @@ class Message(_Body):
     content: str = Field(..., max_length=200_000)
 
 
-class ChatRequest(_Body):
-    model: str = ""
+class ChatRequest(_Sampling):
     messages: list[Message] = Field(..., min_length=1, max_length=256)
     max_tokens: int = Field(64, ge=1, le=4096)
-    temperature: float = Field(0.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    stop: list[str] | str | None = None
-    seed: int | None = None
-    stream: bool = False
 
 
 class TaskRequest(_Body):

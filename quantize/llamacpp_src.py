@@ -22,21 +22,13 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from edge_runtime.cache import cache_dir
+
 NEEDED = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
 
 
 class LlamaCppSourceUnavailable(RuntimeError):
     """The converter scripts could not be found or fetched; the message says how to provide them."""
-
-
-def cache_root() -> Path:
-    """The toolkit's cache (same rule as distill.models.resolve.cache_dir; quantize must not import distill)."""
-    root = os.environ.get("EDGE_DISTILL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "edge-distill"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def installed_version() -> str:
@@ -107,7 +99,7 @@ def llamacpp_dir(version: str | None = None) -> Path:
     """The folder holding convert_hf_to_gguf.py, conversion/ and gguf-py/ for `version`."""
     override = os.environ.get("EDGE_DISTILL_LLAMACPP_SRC")
     version = version or installed_version()
-    out = cache_root() / "llama-cpp-src" / version / "llama.cpp"
+    out = cache_dir() / "llama-cpp-src" / version / "llama.cpp"
     if override:
         src = Path(override).expanduser()
         if src.is_dir():

@@ -9,13 +9,14 @@ there is a network or a cache.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from edge_runtime.cache import cache_dir  # noqa: F401  (re-exported: distill's callers use it from here)
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 
@@ -36,15 +37,6 @@ def preset_for(name: str) -> dict[str, Any] | None:
         if low in (key, str(facts.get("hf_id", "")).lower()):
             return {"name": key, **facts}
     return None
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("EDGE_DISTILL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "edge-distill"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(frozen=True)
@@ -103,7 +95,7 @@ def build_hf_from_gguf(gguf: Path, out_dir: Path) -> Path:
     if marker.exists():
         return out_dir
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from distill.progress import status
 

@@ -13,6 +13,7 @@ Plain asyncio HTTP/1.1 with keep-alive, 127.0.0.1 only. Run one from the shell w
 from __future__ import annotations
 
 import argparse
+import abc
 import asyncio
 import json
 import socket
@@ -50,7 +51,7 @@ def _response(status: int, body: bytes, headers: dict[str, str] | None = None) -
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
-class _Server:
+class _Server(abc.ABC):
     """An asyncio server on 127.0.0.1 in its own thread; `url` is its /v1 base."""
 
     def __init__(self, port: int = 0):
@@ -100,8 +101,9 @@ class _Server:
         finally:
             writer.close()
 
-    async def handle(self, req, writer) -> bool:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def handle(self, req, writer) -> bool:
+        """Answer one request; False closes the connection."""
 
 
 def chat_completion(content: str, prompt_tokens: int, completion_tokens: int, model: str = "loopback",

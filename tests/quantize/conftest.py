@@ -14,16 +14,13 @@ CHAT_TEMPLATE = (
 
 @pytest.fixture(scope="session")
 def tiny_llamacpp_gemma(tmp_path_factory) -> Path:
-    """build_tiny_gemma's model with the two config facts llama.cpp assumes for Gemma 3
-    (attention scale 1/sqrt(head_dim); layer i global only when i % 6 == 5). Weights unchanged."""
+    """build_tiny_gemma's model (built with the config facts llama.cpp assumes for Gemma 3),
+    given a chat template so the tests can see it carried into the GGUF."""
     from distill.models.tiny import build_tiny_gemma
 
     out = build_tiny_gemma(tmp_path_factory.mktemp("tiny") / "gemma")
-    cfg_path = out / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["query_pre_attn_scalar"] = cfg["head_dim"]
-    cfg["layer_types"] = ["sliding_attention" if i % 6 < 5 else "full_attention" for i in range(cfg["num_hidden_layers"])]
-    cfg_path.write_text(json.dumps(cfg, indent=2))
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["query_pre_attn_scalar"] == cfg["head_dim"], "build_tiny_gemma must match llama.cpp's Gemma 3"
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(out))
