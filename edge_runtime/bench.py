@@ -50,7 +50,8 @@ def run_bench(bundle_path: str | Path, n_requests: int = 10, gen_tokens: int = 6
     bundle = load_bundle(bundle_path)
     task, gen = bundle.task, bundle.generation
     n_ctx = int(gen.get("n_ctx", 2048))
-    llm = load_llama(bundle.model_path, n_ctx=n_ctx, n_threads=n_threads)
+    llm = load_llama(bundle.model_path, n_ctx=n_ctx, n_threads=n_threads,
+                     **({"lora_path": str(bundle.adapter_path)} if bundle.adapter_path else {}))
     inputs = bench_inputs(task, n_requests, data)
     ours = LlamaCppPredictor(bundle.model_path, task, llm=llm, max_new_tokens=gen_tokens, grammar_text=bundle.grammar)
     report: dict[str, Any] = {"bundle": str(bundle.root), "model": bundle.manifest["model"], "requests": n_requests}

@@ -30,6 +30,7 @@ from edge_runtime.task import TaskSpec
 FORMAT = "edge-distill-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+ADAPTER = "adapter.gguf"
 IMAGE_INPUTS = {"ocr_lines", "ocr_text", "image", "lines"}
 
 
@@ -110,25 +111,30 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
          parallel: int = 1, confidence_threshold: float = 0.5, max_new_tokens: int = 160,
          teacher: dict[str, Any] | None = None, eval_summary: dict[str, Any] | None = None,
          template: Path | None = None, overwrite: bool = False, profiles_file: str | Path | None = None,
-         model_name: str | None = None) -> Path:
-    """Write a bundle directory for one GGUF and one task; returns the directory."""
+         model_name: str | None = None, adapter: Path | None = None) -> Path:
+    """Write a bundle directory for one GGUF (and optionally its GGUF LoRA adapter, applied at
+    load time) and one task; returns the directory."""
     from edge_runtime.fit import fit
     from edge_runtime.profiles import get_profile
 
     model, out_dir = Path(model), Path(out_dir)
     if not model.is_file():
         raise FileNotFoundError(f"model not found: {model}")
+    if adapter is not None and not Path(adapter).is_file():
+        raise FileNotFoundError(f"LoRA adapter not found: {adapter}")
     if out_dir.exists():
         if not overwrite:
             raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
         shutil.rmtree(out_dir)
     prof = get_profile(profile, profiles_file)
-    fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel)
+    fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel, extra_weights_bytes=Path(adapter).stat().st_size if adapter else 0)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model_name = model_name or (model.name if model.name.endswith(".gguf") else "model.gguf")
     _link_or_copy(model, tmp / model_name)
+    if adapter is not None:
+        _link_or_copy(Path(adapter), tmp / ADAPTER)
     (tmp / "task.json").write_text(task.to_json() + "\n", encoding="utf-8")
     _write_json(tmp / "schema.json", task.json_schema())
     gbnf = grammar_for(task)
@@ -148,14 +154,15 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
     _write_json(tmp / "fit.json", fit_dict)
     if reads_images(task):
         _write_json(tmp / "ocr.json", ocr_note())
-    write_manifest(tmp, {"model": model_name, "task": task.name, "kind": task.kind, "profile": profile,
-                         "fits": fitted.fits})
+    write_manifest(tmp, {"model": model_name, **({"adapter": ADAPTER} if adapter is not None else {}),
+                         "task": task.name, "kind": task.kind, "profile": profile, "fits": fitted.fits})
     tmp.rename(out_dir)
     return out_dir
 
 
-def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False) -> Path:
-    """The pipeline's pack stage: the run's quantized GGUF, task, eval and target settings."""
+def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False, qtype: str | None = None) -> Path:
+    """The pipeline's pack stage: the run's quantized GGUF (`qtype`, default the first quantized
+    type of the recipe), task, eval and target settings."""
     run_dir = Path(run_dir)
     recipe_path = run_dir / "recipe.resolved.json"
     record_path = run_dir / "quantize" / "record.json"
@@ -163,14 +170,22 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
         if not p.is_file():
             raise FileNotFoundError(f"{p} missing ({what}); run `distill run` up to quantize first")
     recipe = json.loads(recipe_path.read_text())
-    artifacts: dict[str, str] = json.loads(record_path.read_text())["outputs"]["artifacts"]
+    outputs = json.loads(record_path.read_text())["outputs"]
+    artifacts: dict[str, str] = outputs["artifacts"]
     if not artifacts:
         raise ValueError(f"{record_path} lists no artifacts")
     quantized = [q for q in artifacts if q not in ("f16", "bf16")]
-    qtype = quantized[0] if quantized else next(iter(artifacts))
+    if qtype is not None and qtype not in artifacts:
+        raise ValueError(f"{record_path} has no {qtype!r} artifact (it has {', '.join(artifacts)}); "
+                         f"add it to the recipe's quantize.types and run the quantize stage")
+    wanted = [t for t in (recipe.get("quantize") or {}).get("types", []) if t in quantized]  # the recipe's order
+    qtype = qtype or (wanted or quantized or list(artifacts))[0]
     model = Path(artifacts[qtype])
     if not model.is_absolute() and not model.exists():
         model = run_dir / "quantize" / model.name
+    adapter = outputs.get("adapters", {}).get(qtype)
+    if adapter and not Path(adapter).is_absolute() and not Path(adapter).exists():
+        adapter = run_dir / "quantize" / Path(adapter).name
     task = TaskSpec.model_validate(recipe["task"])
     target = recipe.get("target", {})
     evals = {}
@@ -186,7 +201,8 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
     return pack(model, task, Path(out_dir), profile, n_ctx=target.get("n_ctx", 2048), parallel=target.get("parallel", 1),
                 confidence_threshold=target.get("confidence_threshold", 0.5), max_new_tokens=max_new, teacher=esc,
                 eval_summary=evals, template=run_dir / "train" / "merged" / "template.json", overwrite=overwrite,
-                model_name=f"model-{qtype}.gguf")
+                model_name=f"{'base' if adapter else 'model'}-{qtype.removesuffix('+lora')}.gguf",
+                adapter=Path(adapter) if adapter else None)
 
 
 # ---- verification and loading -----------------------------------------------------
@@ -231,7 +247,7 @@ def verify(bundle_dir: Path, check_hashes: bool = True) -> dict[str, Any]:
             raise BundleError(f"{rel}: links are not allowed in a bundle")
         if path.is_file() and rel != MANIFEST and rel not in files:
             raise BundleError(f"{rel}: extra file not in the manifest; remove it or re-pack")
-    for need in ("task.json", "generation.json", manifest.get("model", "")):
+    for need in ("task.json", "generation.json", manifest.get("model", ""), *([manifest["adapter"]] if manifest.get("adapter") else [])):
         if need not in files:
             raise BundleError(f"{need or 'model'}: required file not in the manifest")
     return manifest
@@ -273,6 +289,12 @@ class Bundle:
     def model_path(self) -> Path:
         return self.root / self.manifest["model"]
 
+    @property
+    def adapter_path(self) -> Path | None:
+        """The GGUF LoRA adapter llama.cpp applies on load, for `<type>+lora` bundles."""
+        rel = self.manifest.get("adapter")
+        return self.root / rel if rel else None
+
     def read_json(self, name: str) -> Any:
         path = self.root / name
         return json.loads(path.read_text()) if path.is_file() else None
@@ -304,7 +326,7 @@ def describe(bundle: Bundle) -> str:
     lines = [
         f"bundle {bundle.root}  ({m['format']} v{m['format_version']}, created {m.get('created')})",
         f"task: {bundle.task.name} ({bundle.task.kind}), answer keys {bundle.task.answer_keys()}",
-        f"model: {m['model']}  profile: {m.get('profile')}  fits: {fit.get('fits')} "
+        f"model: {m['model']}{'  LoRA adapter: ' + m['adapter'] if m.get('adapter') else ''}  profile: {m.get('profile')}  fits: {fit.get('fits')} "
         f"({fit.get('total_bytes', 0) / 2**20:,.0f} MiB of {fit.get('budget_bytes', 0) / 2**20:,.0f} MiB)",
         f"generation: n_ctx {g.get('n_ctx')}, slots {g.get('parallel')}, max_new_tokens {g.get('max_new_tokens')}, "
         f"confidence threshold {g.get('confidence_threshold')}, teacher {(g.get('teacher') or {}).get('base_url', 'none')}",

@@ -28,12 +28,12 @@ def _pack(a) -> int:
     if out.suffix == ".tar" or a.tar:
         tar = out if out.suffix == ".tar" else out.with_suffix(".tar")
         with tempfile.TemporaryDirectory(dir=tar.parent if tar.parent.exists() else None) as tmp:
-            bundle = pack_run(Path(a.run_dir), a.profile, Path(tmp) / "bundle", overwrite=True)
+            bundle = pack_run(Path(a.run_dir), a.profile, Path(tmp) / "bundle", overwrite=True, qtype=a.type)
             to_tar(bundle, tar, overwrite=a.overwrite)
             shutil.rmtree(bundle)
         print(f"bundle archive written: {tar}")
     else:
-        print(f"bundle written: {pack_run(Path(a.run_dir), a.profile, out, overwrite=a.overwrite)}")
+        print(f"bundle written: {pack_run(Path(a.run_dir), a.profile, out, overwrite=a.overwrite, qtype=a.type)}")
     return 0
 
 
@@ -57,7 +57,7 @@ def _serve(a) -> int:
 
     serve(a.bundle, host=a.host, port=a.port, api_key=a.api_key, max_queue=a.max_queue, timeout_s=a.timeout,
           max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
-          n_threads=a.threads)
+          n_threads=a.threads, request_timeout_s=a.request_timeout or None)
     return 0
 
 
@@ -78,7 +78,7 @@ def _predict(a) -> int:
         example = {task.input_field: sys.stdin.read()}
     pred = LlamaCppPredictor(b.model_path, task, n_ctx=int(b.generation.get("n_ctx", 2048)),
                              max_new_tokens=int(b.generation.get("max_new_tokens", 160)), grammar_text=b.grammar,
-                             n_threads=a.threads)
+                             n_threads=a.threads, lora_path=b.adapter_path)
     try:
         p = pred.predict(example)
     finally:
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="router-8gb")
     s.add_argument("--out", required=True, help="bundle directory, or a path ending in .tar for an archive")
     s.add_argument("--tar", action="store_true", help="write a .tar archive")
+    s.add_argument("--type", default=None,
+                   help="which quantize artifact to ship, e.g. q4_k_m or q4_k_m+lora (default: the recipe's first quantized type)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=_pack)
 
@@ -135,8 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
     s.add_argument("--max-queue", type=int, default=16, help="waiting requests before 429")
-    s.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait for a slot")
-    s.add_argument("--max-body", type=int, default=8 * 1024 * 1024, help="largest request body in bytes")
+    s.add_argument("--queue-timeout", "--timeout", dest="timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="queue wait timeout: seconds a request may wait for a free model slot before 504 (default 120)")
+    s.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="generation timeout: seconds one request may generate once it holds a slot; llama.cpp is "
+                        "stopped and the client gets 504 (default 120; 0 = no limit)")
+    s.add_argument("--max-body", type=int, default=8 * 1024 * 1024, metavar="BYTES",
+                   help="largest request body in bytes, chunked bodies included; more gets 413 (default 8 MiB)")
     s.add_argument("--parallel", type=int, default=None, help="model slots (default: the bundle's)")
     s.add_argument("--teacher-url", default=None, help="OpenAI-compatible teacher for escalation")
     s.add_argument("--teacher-model", default=None)

@@ -165,10 +165,14 @@ def estimate(shape: ModelShape, n_ctx: int, parallel: int = 1) -> int:
     return shape.file_bytes + kv_bytes(shape, n_ctx, parallel) + compute_bytes(shape, parallel) + overhead_bytes(shape, parallel)
 
 
-def fit(model: str | Path, profile: Profile, n_ctx: int = 2048, parallel: int = 1) -> FitResult:
+def fit(model: str | Path, profile: Profile, n_ctx: int = 2048, parallel: int = 1,
+        extra_weights_bytes: int = 0) -> FitResult:
+    """`extra_weights_bytes`: weights loaded beside the model, e.g. a LoRA adapter GGUF."""
     if n_ctx <= 0 or parallel <= 0:
         raise ValueError("--ctx and --parallel must be positive")
     shape = ModelShape.from_gguf(model)
+    if extra_weights_bytes:
+        shape.file_bytes += int(extra_weights_bytes)
     budget = profile.budget_bytes
     total = estimate(shape, n_ctx, parallel)
     notes = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_runtime.predictor import Prediction
-from edge_runtime.task import TaskSpec
+from edge_runtime.task import NO_ANSWER, TaskSpec
 
 
 # ---- confidence ---------------------------------------------------------------
@@ -56,16 +56,21 @@ def _value_spans(text: str, keys: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def answer_confidence(task: TaskSpec, example: dict[str, Any], answer: dict[str, Any], text: str,
-                      token_ends: list[int], token_probs: list[float]) -> tuple[float, dict[str, float]]:
+                      token_ends: list[int], token_probs: list[float], *,
+                      parts: dict[str, Any] | None = None) -> tuple[float, dict[str, float]]:
     """(overall, per key). Classification: the probability of the label's tokens.
     Extraction: per field the geometric mean of its value tokens' probabilities, zero when
     the value does not occur in the input; overall is the weakest field. FAQ: the id's
-    token probability. `token_ends[i]` is the byte offset where token i's text ends."""
+    token probability combined with the retrieval evidence (see `faq_confidence`).
+    `token_ends[i]` is the byte offset where token i's text ends. `parts`, when given, is
+    filled with what the overall confidence was made of (the task endpoint returns it)."""
     if token_ends and token_ends[-1] != len(text.encode()) and token_ends[-1]:
         scale = len(text.encode()) / token_ends[-1]  # detokenising alone may drop a leading space
         token_ends = [round(e * scale) for e in token_ends]
     spans = _value_spans(text, task.answer_keys())
     per: dict[str, float] = {}
+    token_scores: dict[str, float] = {}
+    in_input = True
     for key in task.answer_keys():
         lo, hi = spans.get(key, (0, 0))
         logs, begin = [], 0
@@ -74,13 +79,78 @@ def answer_confidence(task: TaskSpec, example: dict[str, Any], answer: dict[str,
                 logs.append(math.log(max(p, 1e-12)))
             begin = end
         if task.kind == "extraction":
-            score = math.exp(sum(logs) / len(logs)) if logs else 1.0
+            score = token_scores[key] = math.exp(sum(logs) / len(logs)) if logs else 1.0
             if not value_in_input(task, example, key, str(answer.get(key, ""))):
-                score = 0.0
+                score, in_input = 0.0, False
         else:
-            score = math.exp(sum(logs)) if logs else 1.0
+            score = token_scores[key] = math.exp(sum(logs)) if logs else 1.0
         per[key] = round(score, 4)
+    info: dict[str, Any]
+    if task.kind == "faq":
+        conf, info = faq_confidence(task, example, str(answer.get("faq_id", "")), token_scores.get("faq_id", 0.0))
+        per["faq_id"] = round(conf, 4)
+    elif task.kind == "extraction":
+        info = {"token": round(min(token_scores.values()), 4) if token_scores else 0.0, "values_in_input": in_input}
+    else:
+        info = {"token": per.get("label", 0.0)}
+    if parts is not None:
+        parts.update(info)
     return (min(per.values()) if per else 0.0), per
+
+
+def retrieval_evidence(task: TaskSpec, example: dict[str, Any], faq_id: str) -> dict[str, Any] | None:
+    """How well BM25 over the task's whole knowledge base supports answering `faq_id` for
+    this query; None when the task has no knowledge base (candidates came from elsewhere).
+
+    For an entry: `retrieval` = s_chosen / (s_chosen + s_rival), where s_rival is the best
+    score of any other entry: 1 when only the chosen entry matches, 0.5 on a tie, below 0.5
+    when another entry outscores it, 0 when it shares no word with the query.
+    For "none": 1 when no entry shares a word with the query, else 1 minus the share of the
+    query's idf weight that the top entry covers (a top entry holding every query word
+    argues against "none")."""
+    if task.kind != "faq" or not task.knowledge_base:
+        return None
+    import numpy as np
+
+    from edge_runtime.retrieval import load_knowledge_base, tokenize
+
+    kb = load_knowledge_base(task.knowledge_base)
+    query = tokenize(task.input_text(example))
+    scores = kb._bm25.scores(query)
+    order = np.argsort(-scores, kind="stable")
+    top = float(scores[order[0]])
+    ev: dict[str, Any] = {"top_id": kb.ids[int(order[0])] if top > 0 else None, "top_score": round(top, 4)}
+    if faq_id == NO_ANSWER:
+        if top <= 0:
+            return {**ev, "retrieval": 1.0}
+        bm = kb._bm25
+        n_docs = len(kb)
+        weights = {t: float(bm.idf[bm.vocab[t]]) if t in bm.vocab else math.log1p((n_docs + 0.5) / 0.5) for t in set(query)}
+        row = bm.tf[int(order[0])]
+        covered = sum(w for t, w in weights.items() if t in bm.vocab and row[bm.vocab[t]] > 0)
+        return {**ev, "retrieval": round(1.0 - covered / sum(weights.values()), 4)}
+    if faq_id not in kb.ids:
+        return {**ev, "retrieval": 0.0, "chosen_score": 0.0, "rank": None}
+    i = kb.ids.index(faq_id)
+    chosen = float(scores[i])
+    rival = float(np.max(np.delete(scores, i))) if len(kb) > 1 else 0.0
+    rank = int(np.nonzero(order == i)[0][0]) + 1
+    share = chosen / (chosen + rival) if chosen + rival > 0 else 0.0
+    return {**ev, "retrieval": round(share, 4), "chosen_score": round(chosen, 4), "runner_up_score": round(rival, 4),
+            "rank": rank if chosen > 0 else None}
+
+
+def faq_confidence(task: TaskSpec, example: dict[str, Any], faq_id: str, token_prob: float) -> tuple[float, dict[str, Any]]:
+    """(confidence, parts) of a FAQ answer: confidence = sqrt(token * retrieval), the
+    geometric mean of the id's token probability and the retrieval evidence of
+    `retrieval_evidence`, so either one being weak pulls the answer below the threshold.
+    Without a knowledge base it is the token probability alone."""
+    ev = retrieval_evidence(task, example, faq_id)
+    parts: dict[str, Any] = {"token": round(token_prob, 4)}
+    if ev is None:
+        return token_prob, {**parts, "retrieval": None}
+    parts.update(ev)
+    return math.sqrt(max(token_prob, 0.0) * ev["retrieval"]), parts
 
 
 # ---- escalation -----------------------------------------------------------------
@@ -121,6 +191,7 @@ class Router:
             "answer": student.answer, "confidence": round(confidence, 4), "source": "student",
             "low_confidence": confidence < self.threshold, "threshold": self.threshold,
             "field_confidence": student.extra.get("field_confidence", {}),
+            "confidence_parts": student.extra.get("confidence_parts", {}),
             "usage": {"prompt_tokens": student.prompt_tokens, "completion_tokens": student.completion_tokens},
         }
         if student.answer is None:

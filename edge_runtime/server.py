@@ -2,8 +2,11 @@
 answers and confidence, health and Prometheus metrics.
 
 The model runs one request per slot (a llama.cpp context); requests wait in a bounded
-queue and get 429 when it is full, 504 when no slot frees up in time. Bad input of any
-kind gets a 4xx with a message and the server keeps serving.
+queue and get 429 when it is full, 504 when no slot frees up in time (the queue wait
+timeout) or when generation runs past its deadline (the generation timeout: llama.cpp is
+stopped, the slot freed). Bodies are counted as they arrive, chunked ones included, and
+refused with 413 past the limit. Bad input of any kind gets a 4xx with a message and the
+server keeps serving.
 """
 
 from __future__ import annotations
@@ -24,6 +27,50 @@ from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.router import Router, TeacherEndpoint
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
+DEFAULT_REQUEST_TIMEOUT = 120.0
+
+
+def body_limit_message(limit: int) -> str:
+    return (f"request body too large: over the limit of {limit} bytes; send less, or raise the limit "
+            f"with `edge-runtime serve --max-body BYTES` (create_app(max_body_bytes=...))")
+
+
+class BodyLimit:
+    """ASGI middleware that counts request body bytes as they arrive, with or without a
+    Content-Length (`Transfer-Encoding: chunked`), and refuses the request with 413 as soon
+    as the count passes the limit: the chunk that crosses it is never handed on, so the
+    app never holds more than the limit. The 413 is raised inside the app's own read of
+    the body (`await request.body()`), where the exception handler turns it into JSON."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, body_limit_message(self.max_bytes))
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except HTTPException as exc:  # raised where no handler was in between
+            if started or exc.status_code != 413:
+                raise
+            await JSONResponse({"error": exc.detail}, 413)(scope, receive, send)
 
 
 # ---- request bodies ----------------------------------------------------------------
@@ -78,6 +125,8 @@ class Metrics:
         self.teacher_failures = Counter("edge_teacher_failures", "escalations that failed (student answer kept)", registry=r)
         self.cost = Counter("edge_escalation_cost_usd", "teacher cost of escalations", registry=r)
         self.queue = Gauge("edge_queue_depth", "requests waiting for or holding a slot", registry=r)
+        self.timeouts = Counter("edge_timeouts", "requests stopped by a timeout: queue wait or generation",
+                                ["kind"], registry=r)
         self._valid = self._total = 0
 
     def answer(self, valid: bool) -> None:
@@ -109,7 +158,11 @@ class Slots:
         try:
             pred = await asyncio.wait_for(self.free.get(), self.timeout_s)
         except asyncio.TimeoutError:
-            raise HTTPException(504, f"no model slot became free within {self.timeout_s:.0f}s; retry later") from None
+            self.metrics.timeouts.labels(kind="queue").inc()
+            raise HTTPException(504, (
+                f"queue wait timeout: no model slot became free within {self.timeout_s:g}s (the request never "
+                f"started generating); retry later, or raise it with `edge-runtime serve --queue-timeout SECONDS`"
+            )) from None
         finally:
             self.waiting -= 1
         self.active += 1
@@ -145,10 +198,15 @@ def _teacher_from(bundle: Bundle, url: str | None, model: str | None) -> Teacher
 def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_queue: int = 16,
                timeout_s: float = 120.0, max_body_bytes: int = DEFAULT_MAX_BODY, parallel: int | None = None,
                teacher_url: str | None = None, teacher_model: str | None = None, n_threads: int | None = None,
-               prefix_reuse: bool = True, max_tokens_cap: int | None = None) -> FastAPI:
+               prefix_reuse: bool = True, max_tokens_cap: int | None = None,
+               request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
-    ask for (a small device should not generate 4096 tokens for one caller)."""
-    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+    ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
+    the queue wait timeout (seconds to wait for a free slot); `request_timeout_s` the
+    generation timeout (seconds one request may generate once it holds a slot; None: no
+    limit). Both are read per request from `app.state.slots.timeout_s` and
+    `app.state.request_timeout_s`."""
+    from edge_runtime.engines.llamacpp import GenerationTimeout, LlamaCppPredictor
 
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
@@ -157,7 +215,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     predictors = [
         LlamaCppPredictor(bundle.model_path, task, name=f"slot{i}", n_ctx=int(gen.get("n_ctx", 2048)),
                           max_new_tokens=int(gen.get("max_new_tokens", 160)), n_threads=n_threads,
-                          grammar_text=bundle.grammar, prefix_reuse=prefix_reuse)
+                          grammar_text=bundle.grammar, prefix_reuse=prefix_reuse, lora_path=bundle.adapter_path)
         for i in range(n_slots)
     ]
     metrics = Metrics()
@@ -165,7 +223,12 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     slots = Slots(predictors, max_queue, timeout_s, metrics)
     app = FastAPI(title="edge-runtime", version="1", description=f"Serves task {task.name!r} ({task.kind}) offline.")
     app.state.bundle, app.state.slots, app.state.router, app.state.metrics = bundle, slots, router, metrics
+    app.state.request_timeout_s = request_timeout_s
     model_id = bundle.manifest["model"]
+
+    # Inside `guard` (added first, so inner): the 413 then rises within the app's own read of
+    # the body, where the exception handler answers it; `guard` still counts it.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -173,7 +236,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         endpoint = request.url.path if not request.url.path.startswith("/v1/tasks/") else "/v1/tasks"
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            resp = JSONResponse({"error": f"body too large or bad Content-Length; limit {max_body_bytes} bytes"}, 413)
+            msg = body_limit_message(max_body_bytes) if length.isdigit() else f"bad Content-Length {length[:40]!r}"
+            resp = JSONResponse({"error": msg}, 413)
         elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not _authorised(request, api_key):
             resp = JSONResponse({"error": "missing or wrong API key: send Authorization: Bearer <key>"}, 401)
         else:
@@ -185,6 +249,13 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    def timed_out(exc: GenerationTimeout) -> HTTPException:
+        metrics.timeouts.labels(kind="generation").inc()
+        return HTTPException(504, (
+            f"generation timeout: {exc}; the model was stopped and serves the next request. Ask for fewer "
+            f"tokens, or raise the limit with `edge-runtime serve --request-timeout SECONDS` "
+            f"(this is not the queue wait timeout, --queue-timeout)"))
 
     @app.get("/healthz")
     async def healthz():
@@ -204,26 +275,26 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest):
         kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
+        kw["timeout_s"] = app.state.request_timeout_s
         return await _generate(lambda p: p.complete(body.prompt, **kw), lambda p: p.stream(body.prompt, **kw), body.stream)
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest):
         msgs = [m.model_dump() for m in body.messages]
-        kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
+        kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed,
+                  timeout_s=app.state.request_timeout_s)
 
         def templated(p) -> bool:
             return bool(p.llm.metadata.get("tokenizer.chat_template"))
 
         def run(p):
             if templated(p):
-                with p._lock:
-                    return p.llm.create_chat_completion(messages=msgs, **kw)
+                return p.chat(msgs, **kw)
             return _as_chat(p.complete(plain_chat_prompt(msgs), **kw))
 
         def stream(p):
             if templated(p):
-                with p._lock:
-                    yield from p.llm.create_chat_completion(messages=msgs, stream=True, **kw)
+                yield from p.chat(msgs, stream=True, **kw)
                 return
             first = True
             for chunk in p.stream(plain_chat_prompt(msgs), **kw):
@@ -237,6 +308,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         if not streaming:
             try:
                 out = await asyncio.to_thread(run, pred)
+            except GenerationTimeout as exc:
+                raise timed_out(exc) from exc
             except ValueError as exc:  # llama.cpp: prompt longer than the context
                 raise HTTPException(413, f"{exc}; shorten the prompt or max_tokens") from exc
             finally:
@@ -251,6 +324,9 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                     chunk["model"] = model_id
                     yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
+            except GenerationTimeout as exc:  # the 200 is sent already: end with an error event, as OpenAI does
+                err = timed_out(exc)
+                yield f"data: {json.dumps({'error': {'message': err.detail, 'type': 'timeout', 'code': 504}})}\n\n"
             finally:
                 slots.release(pred)
 
@@ -267,7 +343,9 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         example, extra = await _task_input(request)
         pred_slot = await slots.acquire()
         try:
-            pred = await asyncio.to_thread(pred_slot.predict, example, extra.pop("context", ""))
+            pred = await asyncio.to_thread(pred_slot.predict, example, extra.pop("context", ""), app.state.request_timeout_s)
+        except GenerationTimeout as exc:
+            raise timed_out(exc) from exc
         except ValueError as exc:  # llama.cpp: prompt longer than the context
             raise HTTPException(413, f"{exc}; the input is too long for this bundle's context") from exc
         finally:
@@ -291,6 +369,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                 raise HTTPException(415, f"task {task.name!r} ({task.kind}) takes JSON, not images")
             try:
                 form = await request.form()
+            except HTTPException:
+                raise  # the body limit
             except Exception as exc:
                 raise HTTPException(400, f"malformed multipart body: {exc}") from exc
             upload = form.get("image") or form.get("file")

@@ -81,6 +81,58 @@ class TokenProbs:
         self._row = None
 
 
+class GenerationTimeout(RuntimeError):
+    """Generation ran past its deadline and was stopped; the model is free again."""
+
+    def __init__(self, limit_s: float, elapsed_s: float, tokens: int):
+        self.limit_s, self.elapsed_s, self.tokens = limit_s, elapsed_s, tokens
+        super().__init__(f"generation stopped after {elapsed_s:.2f}s and {tokens} generated tokens: "
+                         f"it ran past the generation timeout of {limit_s:g}s")
+
+
+class Deadline:
+    """Ends a llama.cpp generation once `timeout_s` has passed since it was made.
+
+    Used as a stopping criterion (completions) or, where llama-cpp-python takes none
+    (chat completions), through `force_end`, a logits processor that leaves only
+    end-of-text. Checked once per generated token, so prompt evaluation itself is not
+    interrupted. `check()` raises GenerationTimeout when the deadline ended generation.
+    """
+
+    def __init__(self, timeout_s: float, eos: int | None = None):
+        self.limit_s, self.eos = float(timeout_s), eos
+        self.start = time.monotonic()
+        self.hit = False
+        self.tokens = 0
+
+    def _passed(self) -> bool:
+        if not self.hit:  # called once per sampled token until the deadline passes
+            self.tokens += 1
+            self.hit = time.monotonic() - self.start >= self.limit_s
+        return self.hit
+
+    def __call__(self, input_ids, logits) -> bool:
+        return self._passed()
+
+    def force_end(self, input_ids, scores):
+        if self._passed() and self.eos is not None:
+            import numpy as np
+
+            scores[:] = -np.inf
+            scores[self.eos] = 0.0
+        return scores
+
+    def check(self) -> None:
+        if self.hit:
+            raise GenerationTimeout(self.limit_s, time.monotonic() - self.start, max(0, self.tokens - 1))
+
+
+def _stopping(deadline: Deadline | None):
+    from llama_cpp import StoppingCriteriaList
+
+    return StoppingCriteriaList([deadline]) if deadline is not None else None
+
+
 class PrefixState:
     """The KV state after a task's fixed prompt prefix, saved once and restored on demand.
 
@@ -139,12 +191,17 @@ class LlamaCppPredictor:
 
     def __init__(self, gguf_path: str | Path, task: TaskSpec, name: str = "gguf", n_ctx: int = 2048,
                  max_new_tokens: int = 160, n_threads: int | None = None, llm: Any = None,
-                 prefix_reuse: bool = True, confidence: bool = True, grammar_text: str | None = None):
+                 prefix_reuse: bool = True, confidence: bool = True, grammar_text: str | None = None,
+                 lora_path: str | Path | None = None):
         from llama_cpp import LlamaGrammar
 
         self.name, self.task, self.path = name, task, Path(gguf_path)
         self.max_new_tokens = max_new_tokens
-        self.llm = llm or load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads)
+        self.lora_path = Path(lora_path) if lora_path else None  # a GGUF LoRA adapter applied at run time
+        if self.lora_path is not None and not self.lora_path.is_file():
+            raise FileNotFoundError(f"LoRA adapter GGUF not found: {self.lora_path}")
+        extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
+        self.llm = llm or load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, **extra)
         if grammar_text:
             self.grammar = LlamaGrammar.from_string(grammar_text, verbose=False)
         else:
@@ -161,29 +218,62 @@ class LlamaCppPredictor:
 
     @property
     def size_bytes(self) -> int:
-        return self.path.stat().st_size
+        return self.path.stat().st_size + (self.lora_path.stat().st_size if self.lora_path else 0)
 
-    def complete(self, prompt: str, **kwargs) -> dict[str, Any]:
+    # `timeout_s` (None: no limit) stops generation and raises GenerationTimeout; the
+    # clock starts once this model's lock is held, so it measures generation, not waiting.
+    def complete(self, prompt: str, timeout_s: float | None = None, **kwargs) -> dict[str, Any]:
         """A raw llama-cpp-python completion under this model's lock (OpenAI endpoints)."""
         with self._lock:
-            return self.llm(prompt, **kwargs)
+            deadline = Deadline(timeout_s) if timeout_s else None
+            out = self.llm(prompt, stopping_criteria=_stopping(deadline), **kwargs)
+            if deadline is not None:
+                deadline.check()
+            return out
 
-    def stream(self, prompt: str, **kwargs):
+    def stream(self, prompt: str, timeout_s: float | None = None, **kwargs):
         """Streamed raw completion chunks; holds the lock until the stream ends."""
         with self._lock:
-            yield from self.llm(prompt, stream=True, **kwargs)
+            deadline = Deadline(timeout_s) if timeout_s else None
+            yield from self.llm(prompt, stream=True, stopping_criteria=_stopping(deadline), **kwargs)
+            if deadline is not None:
+                deadline.check()
 
-    def predict(self, example: dict[str, Any], context: str = "") -> Prediction:
+    def chat(self, messages: list[dict[str, str]], timeout_s: float | None = None, stream: bool = False, **kwargs):
+        """llama-cpp-python's chat completion with the model's own chat template (which
+        takes no stopping criteria, so the deadline forces end-of-text instead)."""
+        if stream:
+            return self._chat_stream(messages, timeout_s, **kwargs)
+        with self._lock:
+            deadline = Deadline(timeout_s, eos=self.llm.token_eos()) if timeout_s else None
+            out = self.llm.create_chat_completion(
+                messages=messages, logits_processor=[deadline.force_end] if deadline else None, **kwargs)
+            if deadline is not None:
+                deadline.check()
+            return out
+
+    def _chat_stream(self, messages, timeout_s, **kwargs):
+        with self._lock:
+            deadline = Deadline(timeout_s, eos=self.llm.token_eos()) if timeout_s else None
+            yield from self.llm.create_chat_completion(
+                messages=messages, stream=True, logits_processor=[deadline.force_end] if deadline else None, **kwargs)
+            if deadline is not None:
+                deadline.check()
+
+    def predict(self, example: dict[str, Any], context: str = "", timeout_s: float | None = None) -> Prediction:
         prompt = self.task.render_prompt(example, context=context)
         start = time.perf_counter()
         probs = TokenProbs() if self.confidence else None
         with self._lock:
+            deadline = Deadline(timeout_s) if timeout_s else None
             if self.prefix is not None:
                 self.prefix.ensure()
             else:
                 self.llm.reset()  # the fair baseline: nothing carried over between requests
             out = self.llm(prompt, max_tokens=self.max_new_tokens, temperature=0.0, grammar=self.grammar,
-                           logits_processor=[probs] if probs is not None else None)
+                           logits_processor=[probs] if probs is not None else None, stopping_criteria=_stopping(deadline))
+            if deadline is not None:
+                deadline.check()
             if probs is not None:
                 probs.finish(None)  # the token that ended generation is not part of the answer
         latency = time.perf_counter() - start
@@ -204,8 +294,10 @@ class LlamaCppPredictor:
             from edge_runtime.router import answer_confidence
 
             ends = [len(self.llm.detokenize(probs.tokens[: i + 1])) for i in range(len(probs.tokens))]
+            parts: dict[str, Any] = {}
             pred.confidence, pred.extra["field_confidence"] = answer_confidence(
-                self.task, example, answer, text, ends, probs.probs)
+                self.task, example, answer, text, ends, probs.probs, parts=parts)
+            pred.extra["confidence_parts"] = parts
         return pred
 
 
