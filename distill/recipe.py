@@ -136,6 +136,23 @@ class LoraConfig(Strict):
     target_modules: str | list[str] = "all-linear"
 
 
+class DistillationConfig(Strict):
+    """Logit distillation from a local HF teacher that shares the student's tokenizer.
+
+    The loss is `alpha * cross-entropy + (1 - alpha) * divergence`, both at the answer tokens
+    only. A teacher with a different tokenizer is refused before any weights are loaded: logit
+    distillation compares distributions over the same token ids."""
+
+    teacher_model: str = Field(..., description="preset name, HF id or local path of the teacher (same tokenizer "
+                               "as the student, e.g. gemma-3-1b for gemma-3-270m)")
+    loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
+        "forward_kl", description="forward_kl: KL(teacher||student); reverse_kl: KL(student||teacher); "
+        "jsd: TRL's generalized Jensen-Shannon divergence with `beta`")
+    beta: float = Field(0.5, ge=0, le=1, description="jsd only: 0 is forward KL, 1 is reverse KL (TRL's GKD definition)")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the cross-entropy on the teacher-labelled answers")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature applied to both models' logits")
+
+
 class TrainingConfig(Strict):
     epochs: float = Field(2.0, gt=0)
     max_steps: int | None = Field(None, gt=0, description="stop after this many steps (overrides epochs)")
@@ -153,6 +170,8 @@ class TrainingConfig(Strict):
         "auto", description="auto: bf16 on a GPU that has it, fp32 on CPU; bf16 on CPU uses autocast"
     )
     seed: int = 0
+    distillation: DistillationConfig | None = Field(
+        None, description="also match a local teacher's token distributions (logit distillation); None: plain SFT")
 
 
 class StudentConfig(Strict):
@@ -185,8 +204,16 @@ class EvalConfig(Strict):
 
 
 class QuantizeConfig(Strict):
-    types: list[Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "iq4_xs"]] = Field(
-        default_factory=lambda: ["q4_k_m"]
+    types: list[Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "iq4_xs",
+                        "f16+lora", "q8_0+lora", "q6_k+lora", "q5_k_m+lora", "q4_k_m+lora", "q4_0+lora",
+                        "iq4_xs+lora"]] = Field(
+        default_factory=lambda: ["q4_k_m"],
+        description="GGUF types; `<type>+lora` quantizes the base alone and keeps the LoRA as an F16 adapter "
+        "(needed when the base was itself dequantized from a quantized GGUF, as the offline gemma-3-270m is)",
+    )
+    embedding_type: Literal["q8_0", "q6_k", "q5_0", "q4_0", "iq4_nl"] | None = Field(
+        None, description="type of the token embedding / tied output tensor (None: llama.cpp's choice per type); "
+        "in small models with a large vocabulary it sets the file size"
     )
     imatrix: bool = False
     quality_floor: float = Field(0.98, gt=0, le=1, description="fraction of the F16 student's metric to keep")

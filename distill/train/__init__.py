@@ -4,6 +4,8 @@
 with the task spec (loss on the answer only), checks the run fits in memory, trains with
 TRL's SFTTrainer (resuming from `out_dir/checkpoints/` after a kill), keeps the best
 checkpoint by validation loss, and writes the adapter, the merged model and the metrics.
+With `student.training.distillation`, a local teacher sharing the student's tokenizer adds
+its token distributions to the loss (`distill.train.distillation`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,18 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         tokenizer.pad_token = tokenizer.eos_token
     enc = encode_rows(tokenizer, task, rows, tr.max_seq_len, tr.val_fraction, tr.seed)
     hf_config = AutoConfig.from_pretrained(base_path)
+    dist = tr.distillation
+    teacher_path = teacher_config = None
+    if dist is not None:  # refuse a teacher with another tokenizer before any weights are loaded
+        from distill.train.distillation import check_same_tokenizer
+
+        teacher_path = resolve(dist.teacher_model).hf_path
+        teacher_tok = AutoTokenizer.from_pretrained(teacher_path)
+        if teacher_tok.pad_token is None:
+            teacher_tok.pad_token = teacher_tok.eos_token
+        teacher_config = AutoConfig.from_pretrained(teacher_path)
+        check_same_tokenizer(tokenizer, teacher_tok, hf_config, teacher_config,
+                             f"the student {student.model!r}", f"the teacher {dist.teacher_model!r}")
 
     # ---- does it fit? (before any weights are loaded)
     gpu_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
@@ -91,6 +105,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         hf_config, student.method, student.lora.r, student.lora.target_modules, len(longest), longest[0]["length"],
         answers, tr.gradient_checkpointing, tr.loss_on_answer_only_head,
         weight_bytes=torch.finfo(weight_dtype).bits // 8, act_bytes=act_bytes, device=device,
+        teacher_config=teacher_config, distill_loss=dist.loss if dist else None,
     )
     check_fits(est, {"method": student.method, **tr.model_dump()})
 
@@ -111,10 +126,16 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     with PeakMemory(device, baseline=rss_bytes()) as peak:
         model = load_student(base_path, student.method, device, weight_dtype)
+        teacher = None
+        if dist is not None:
+            from distill.train.distillation import load_teacher
+
+            teacher = load_teacher(teacher_path, weight_dtype)
         trainer, figures = run_trainer(
             model, tokenizer, args, train_ds, val_ds, peft_config, tr.loss_on_answer_only_head,
-            tr.early_stopping_patience, resume, callbacks,
+            tr.early_stopping_patience, resume, callbacks, teacher=teacher, distillation=dist,
         )
+        del teacher
 
     # ---- save: adapter (LoRA/QLoRA) and the merged model
     adapter_dir, merged_dir = out_dir / "adapter", out_dir / "merged"
@@ -157,6 +178,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         "peak_memory_bytes": peak.peak_bytes,
         "peak_memory_method": peak.method,
         "template": enc.format.kind,
+        "distillation": {**dist.model_dump(), "teacher_path": teacher_path} if dist else None,
     }
     (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return metrics

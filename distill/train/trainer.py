@@ -29,11 +29,14 @@ class AnswerOnlySFTTrainer(SFTTrainer):
         self.answer_only_head = answer_only_head
         self.counted = {"tokens": 0, "answer_tokens": 0}
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def _count(self, model, inputs) -> None:
         if model.training:
             mask = inputs.get("attention_mask")
             self.counted["tokens"] += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self.counted["answer_tokens"] += int((inputs["labels"][:, 1:] != -100).sum())
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self._count(model, inputs)
         if not self.answer_only_head:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss = answer_only_loss(
@@ -119,14 +122,24 @@ def sft_config(training, out_dir: Path, n_train: int, has_val: bool, device: str
 
 
 def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, peft_config, answer_only_head: bool,
-                patience: int | None, resume_from: str | None, callbacks: list | None = None) -> tuple[Any, dict]:
-    """Train (resuming when a checkpoint is given) and return the trainer and its figures."""
+                patience: int | None, resume_from: str | None, callbacks: list | None = None,
+                teacher=None, distillation=None) -> tuple[Any, dict]:
+    """Train (resuming when a checkpoint is given) and return the trainer and its figures.
+
+    With a `teacher` model and the recipe's `distillation` settings, the loss also matches the
+    teacher's token distributions (`distill.train.distillation.DistillationSFTTrainer`)."""
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     cbs = [BarCallback(), *(callbacks or [])]
     if patience and val_ds is not None:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    trainer = AnswerOnlySFTTrainer(
+    extra: dict[str, Any] = {}
+    trainer_cls = AnswerOnlySFTTrainer
+    if teacher is not None:
+        from distill.train.distillation import DistillationSFTTrainer
+
+        trainer_cls, extra = DistillationSFTTrainer, {"teacher": teacher, "distillation": distillation}
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -135,6 +148,7 @@ def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, peft_config
         peft_config=peft_config,
         callbacks=cbs,
         answer_only_head=answer_only_head,
+        **extra,
     )
     trainer.remove_callback(PrinterCallback)
     start = time.perf_counter()
@@ -156,5 +170,8 @@ def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, peft_config
         "answer_tokens_per_s": trainer.counted["answer_tokens"] / seconds if seconds else 0.0,
         "stopped_early": bool(patience) and trainer.state.global_step < trainer.state.max_steps,
     }
+    if teacher is not None:  # the two parts of the mixed loss, as logged
+        figures["ce_losses"] = [h["ce_loss"] for h in history if "ce_loss" in h]
+        figures["kd_losses"] = [h["kd_loss"] for h in history if "kd_loss" in h]
     return trainer, figures
 
