@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"])
     _recipe_args(p)
     p.add_argument("--predictor", action="append", default=[],
-                   help="teacher | base | student | gguf:<type or path> | bundle:<dir> | hf:<dir> (repeatable; "
+                   help="teacher | base | student | gguf:<type, type+lora or path> | onnx:<fp32|int8|int4 or dir> | bnb:<nf4|int8>[:<dir>] | bundle:<dir> | hf:<dir> (repeatable; "
                         "default: the recipe's eval.predictors)")
     p.add_argument("--data", type=Path, help="a data file in the recipe's input format (default: the eval split)")
     p.add_argument("--out", type=Path, help="output directory (default: <run-dir>/eval-adhoc)")

@@ -1,4 +1,4 @@
-"""`quantize`: a thin dispatcher over gguf.py, check.py, imatrix.py and sweep.py."""
+"""`quantize`: a thin dispatcher over gguf.py, check.py, imatrix.py, sweep.py, onnx_export.py and bnb.py."""
 
 from __future__ import annotations
 
@@ -100,6 +100,36 @@ def cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_onnx(args) -> int:
+    from quantize.onnx_export import QUANT_KINDS, export_onnx, model_bytes, quantize_onnx
+
+    types = [t.strip().lower() for t in args.types.split(",") if t.strip()]
+    bad = [t for t in types if t not in ("fp32",) + QUANT_KINDS]
+    if bad:
+        raise SystemExit(f"unknown ONNX type(s) {bad}; choose from fp32, {', '.join(QUANT_KINDS)}")
+    out = Path(args.out)
+    fp32 = out / "onnx-fp32"
+    if fp32.exists() and not args.overwrite and "fp32" not in types:
+        print(f"reusing {fp32}")
+    else:
+        export_onnx(Path(args.hf_dir), fp32, overwrite=args.overwrite)
+    made = {"fp32": fp32}
+    for t in types:
+        if t != "fp32":
+            made[t] = quantize_onnx(fp32, out / f"onnx-{t}", t, overwrite=args.overwrite, block_size=args.block_size)
+    for t, d in made.items():
+        if t in types:
+            print(f"{t:5s} {model_bytes(d) / 2**20:9.1f} MiB  {d}")
+    return 0
+
+
+def cmd_bnb(args) -> int:
+    from quantize.bnb import save_bnb
+
+    save_bnb(Path(args.hf_dir), args.kind, Path(args.out), overwrite=args.overwrite)
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from quantize.sweep import render_table, sweep
 
@@ -146,6 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int, default=128)
     s.add_argument("--json", help="write the full report here")
     s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("onnx", help="export an HF model folder to ONNX (KV cache) and quantize it to INT8/INT4")
+    s.add_argument("hf_dir", help="merged HF student folder (config.json + weights + tokenizer)")
+    s.add_argument("--out", required=True, help="output folder: onnx-fp32/, onnx-int8/, onnx-int4/ go under it")
+    s.add_argument("--types", default="fp32,int8,int4", help="comma-separated: fp32, int8 (dynamic), int4 (MatMulNBits)")
+    s.add_argument("--block-size", type=int, default=32, help="INT4 block size")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    s.set_defaults(func=cmd_onnx)
+
+    s = sub.add_parser("bnb", help="save a pre-quantized bitsandbytes NF4/INT8 checkpoint (GPU servers; see docs/bnb.md)")
+    s.add_argument("hf_dir", help="merged HF student folder (config.json + weights + tokenizer)")
+    s.add_argument("--kind", required=True, choices=["nf4", "int8"], help="nf4 (4-bit, double quantisation) or int8 (LLM.int8)")
+    s.add_argument("--out", required=True, help="output folder (a transformers checkpoint with its quantization_config)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.set_defaults(func=cmd_bnb)
 
     s = sub.add_parser("sweep", help="quantize to every type, evaluate, pick the smallest that keeps the quality floor")
     s.add_argument("run_dir")

@@ -47,7 +47,7 @@ class HFPredictor:
     """Greedy generation with transformers on the task's prompt; parses with the task."""
 
     def __init__(self, model_dir: str | Path, task: TaskSpec, name: str = "hf", max_new_tokens: int = 160,
-                 device: str | None = None):
+                 device: str | None = None, quantization_config=None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -62,11 +62,17 @@ class HFPredictor:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(self.device).eval()
+        if quantization_config is None:
+            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(self.device).eval()
+        else:  # e.g. bitsandbytes (quantize.bnb.bnb_config): quantized while loading, placed by device_map
+            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map={"": self.device},
+                                                              quantization_config=quantization_config).eval()
         eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
         eos = eos if eos is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
         self.size_bytes = weights_size(model_dir) if isinstance(model_dir, Path) else None
+        if quantization_config is not None:  # what it takes in memory, not the full-precision files it came from
+            self.size_bytes = self.model.get_memory_footprint()
         self.chat, self.stop = _prompt_format(model_dir, self.tokenizer, task)
         # transformers renamed `past_key_values` to `cache` (5.x); speak whichever this one does.
         params = inspect.signature(self.model.forward).parameters
