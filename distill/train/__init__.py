@@ -32,8 +32,15 @@ def _learning_rate(student, preset: dict | None) -> float:
     return float((preset or {}).get("learning_rate", 2e-4))
 
 
-def load_student(base_path: str, method: str, device: str, dtype):
-    """The base model, quantized to NF4 (double quant) for QLoRA."""
+def load_student(base_path: str, method: str, device: str, dtype, gradient_checkpointing: bool = False):
+    """The base model; for QLoRA quantized to NF4 (double quant) and prepared the PEFT way.
+
+    QLoRA computes in bf16 on CUDA and in float32 on CPU (bitsandbytes' CPU backend; only
+    tests use it, see `train_student(allow_cpu_qlora=...)`). `prepare_model_for_kbit_training`
+    freezes the base, keeps the non-quantized parameters (norms, embedding) in float32 and
+    turns on gradient checkpointing when the recipe asks for it."""
+    import os
+
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -41,17 +48,33 @@ def load_student(base_path: str, method: str, device: str, dtype):
     if method == "qlora":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=torch.bfloat16 if device == "cuda" else torch.float32,
         )
-        kwargs["device_map"] = {"": 0}
+        # one whole copy per process: this process's GPU under `accelerate launch`
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
-    if device == "cuda" and method != "qlora":
+    if method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        if device != "cuda":
+            # bitsandbytes' CPU backend repacks NF4 weights for an AVX512-BF16 inference kernel at the
+            # first eval-mode forward (e.g. the trainer's evaluation); that layout has no backward to
+            # the layer input and drops double quant, so later training steps would be wrong
+            for module in model.modules():
+                if hasattr(module, "support_avx512bf16_for_cpu"):
+                    module.support_avx512bf16_for_cpu = False
+    elif device == "cuda":
         model = model.to("cuda")
     return model
 
 
-def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: list | None = None) -> dict[str, Any]:
-    """Train `student` on `rows`; write adapter/, merged/, train_metrics.json under `out_dir`."""
+def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: list | None = None, *,
+                  allow_cpu_qlora: bool = False) -> dict[str, Any]:
+    """Train `student` on `rows`; write adapter/, merged/, train_metrics.json under `out_dir`.
+
+    QLoRA without CUDA is refused (`QLoRANeedsCUDA`) unless `allow_cpu_qlora`: bitsandbytes'
+    CPU backend runs it, slowly, which only tests want (to run the real QLoRA path)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -69,7 +92,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     out_dir.mkdir(parents=True, exist_ok=True)
     tr = student.training
     device = device_name()
-    if student.method == "qlora" and device != "cuda":
+    if student.method == "qlora" and device != "cuda" and not allow_cpu_qlora:
         raise QLoRANeedsCUDA(
             "student.method: qlora needs a CUDA GPU (bitsandbytes 4-bit NF4 kernels); this machine has none. "
             "Use student.method: lora on CPU."
@@ -125,7 +148,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     ckpt_dir = out_dir / "checkpoints"
     resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     with PeakMemory(device, baseline=rss_bytes()) as peak:
-        model = load_student(base_path, student.method, device, weight_dtype)
+        model = load_student(base_path, student.method, device, weight_dtype, tr.gradient_checkpointing)
         teacher = None
         if dist is not None:
             from distill.train.distillation import load_teacher

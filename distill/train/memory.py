@@ -85,7 +85,8 @@ def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: in
     total, linear, lora = count_params(hf_config, target_modules, lora_r)
     parts: dict[str, int] = {}
     if method == "qlora":
-        parts["weights"] = int(linear * 0.5 * 1.03 + (total - linear) * 2)  # NF4 + double-quant constants
+        # NF4 + double-quant constants; the rest (norms, embedding) float32 after prepare_model_for_kbit_training
+        parts["weights"] = int(linear * 0.5 * 1.03 + (total - linear) * 4)
     else:
         parts["weights"] = total * weight_bytes
     trainable = total if method == "full" else lora
