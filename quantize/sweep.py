@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.task import TaskSpec
+from quantize.adapter import adapter_types, build_adapter_artifacts, split_type
 from quantize.gguf import MB, QTYPES, convert_to_gguf, quantize_gguf
 
 
@@ -24,6 +25,7 @@ class RunInfo:
     quality_floor: float
     n_ctx: int
     imatrix: bool
+    embedding_type: str | None = None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -49,7 +51,8 @@ def load_run(run_dir: Path) -> RunInfo:
         raise FileNotFoundError(f"no evaluation split at {evals}; run `distill run RECIPE --until teach`")
     q, target = recipe.get("quantize", {}), recipe.get("target", {})
     return RunInfo(TaskSpec.model_validate(recipe["task"]), merged, _read_jsonl(evals),
-                   float(q.get("quality_floor", 0.98)), int(target.get("n_ctx", 2048)), bool(q.get("imatrix", False)))
+                   float(q.get("quality_floor", 0.98)), int(target.get("n_ctx", 2048)), bool(q.get("imatrix", False)),
+                   q.get("embedding_type"))
 
 
 IMATRIX_TYPES = ("q4_k_m", "q4_0", "iq4_xs", "q5_k_m")
@@ -81,12 +84,12 @@ def example_score(task: TaskSpec, pred: dict | None, gold: dict) -> float:
 
 
 def evaluate_gguf(path: Path, task: TaskSpec, rows: list[dict[str, Any]], n_ctx: int = 2048,
-                  max_new_tokens: int = 160) -> dict[str, Any]:
-    """Task metric, answers and decode speed of one GGUF on rows that carry `gold`."""
+                  max_new_tokens: int = 160, lora_path: Path | None = None) -> dict[str, Any]:
+    """Task metric, answers and decode speed of one GGUF (plus its LoRA adapter, if any) on rows that carry `gold`."""
     from edge_runtime.engines.llamacpp import LlamaCppPredictor
     from quantize.progress import bar
 
-    pred = LlamaCppPredictor(path, task, n_ctx=n_ctx, max_new_tokens=max_new_tokens)
+    pred = LlamaCppPredictor(path, task, n_ctx=n_ctx, max_new_tokens=max_new_tokens, lora_path=lora_path)
     answers, scores, tokens, seconds = [], [], 0, 0.0
     try:
         with bar(f"evaluating {Path(path).name}", len(rows)) as advance:
@@ -116,25 +119,35 @@ def sweep(run_dir: Path, profile: str, types: list[str] | None = None, out_dir: 
         raise ValueError(f"{run_dir}/teach/eval.jsonl has no rows with a gold answer to evaluate against")
     out_dir = Path(out_dir or Path(run_dir) / "sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
-    types = [t for t in (types or list(QTYPES)) if t not in ("bf16",)]
+    adapter_dir = Path(run_dir) / "train" / "adapter"
+    has_adapter = (adapter_dir / "adapter_config.json").is_file()
+    types = [t for t in (types or list(QTYPES) + (adapter_types() if has_adapter else [])) if t not in ("bf16",)]
+    unknown = [t for t in types if t not in QTYPES and t not in adapter_types()]
+    if unknown:
+        raise ValueError(f"unknown type(s) {unknown}; choose from {', '.join(list(QTYPES) + adapter_types())}")
     f16 = out_dir / "model-f16.gguf"
     if overwrite or not f16.exists():
         convert_to_gguf(info.merged_dir, f16, "f16", overwrite=True)
     imatrix = None
     if info.imatrix:
         imatrix = ensure_imatrix(Path(run_dir), info, f16, out_dir / "imatrix.gguf", overwrite)
+    pairs = {}
+    if any(split_type(t)[1] for t in types):
+        pairs = build_adapter_artifacts(adapter_dir, out_dir, types, imatrix=imatrix, overwrite=overwrite,
+                                        embedding_type=info.embedding_type)
     table: list[dict[str, Any]] = []
     reference = None
     for qtype in ["f16"] + [t for t in types if t != "f16"]:
-        path = f16 if qtype == "f16" else out_dir / f"model-{qtype}.gguf"
-        if qtype != "f16" and (overwrite or not path.exists()):
+        path, adapter = pairs.get(qtype, (f16 if qtype == "f16" else out_dir / f"model-{qtype}.gguf", None))
+        if qtype != "f16" and adapter is None and (overwrite or not path.exists()):
             use = imatrix if qtype in IMATRIX_TYPES else None
-            quantize_gguf(f16, path, qtype, imatrix=use, overwrite=True)
-        fitted = fit(path, prof, n_ctx=info.n_ctx)
-        entry: dict[str, Any] = {"type": qtype, "path": str(path), "size_mib": round(path.stat().st_size / MB, 1),
-                                 "fits": fitted.fits}
+            quantize_gguf(f16, path, qtype, imatrix=use, overwrite=True, embedding_type=info.embedding_type)
+        extra = adapter.stat().st_size if adapter else 0
+        fitted = fit(path, prof, n_ctx=info.n_ctx, extra_weights_bytes=extra)
+        entry: dict[str, Any] = {"type": qtype, "path": str(path), "size_mib": round((path.stat().st_size + extra) / MB, 1),
+                                 "fits": fitted.fits, **({"adapter": str(adapter)} if adapter else {})}
         if fitted.fits or qtype == "f16":
-            res = evaluate_gguf(path, info.task, rows, n_ctx=min(info.n_ctx, 2048))
+            res = evaluate_gguf(path, info.task, rows, n_ctx=min(info.n_ctx, 2048), lora_path=adapter)
             if reference is None:
                 reference = res["answers"]
             same = sum(a == b for a, b in zip(res["answers"], reference))

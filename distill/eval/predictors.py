@@ -1,5 +1,5 @@
 """Turn a predictor spec (`teacher`, `base`, `student`, `gguf:<type|path>`, `hf:<dir>`,
-`bundle:<dir>`) into something with `predict(example) -> Prediction`.
+`onnx:<type|dir>`, `bnb:<nf4|int8>[:<dir>]`, `bundle:<dir>`) into something with `predict(example) -> Prediction`.
 
 Each built predictor comes with facts the cost and report need: where it runs (`api`,
 `self-hosted`, or `dataset` for answers already on disk) and the size of its model file.
@@ -38,6 +38,10 @@ def predictor_name(spec: str) -> str:
     if ":" not in spec:
         return spec
     kind, arg = spec.split(":", 1)
+    if kind == "gguf" and "+lora:" in arg:
+        return f"gguf-{re.sub(r'[^A-Za-z0-9_.-]+', '_', Path(arg.split('+lora:')[0]).stem)}_lora"
+    if kind == "bnb" and ":" in arg:  # bnb:nf4:/x/merged -> bnb-nf4-merged
+        arg = arg.split(":", 1)[0] + "-" + Path(arg.split(":", 1)[1].rstrip("/")).name
     stem = Path(arg).stem if kind == "gguf" and arg.endswith(".gguf") else Path(arg.rstrip("/")).name
     return f"{kind}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)}"
 
@@ -101,14 +105,35 @@ def teacher_predictor(recipe, run_dir: Path | None = None) -> Built:
 # ---------------------------------------------------------------------------- students
 
 
-def _gguf(path: Path, recipe, name: str) -> Built:
+def _gguf(path: Path, recipe, name: str, adapter: Path | None = None) -> Built:
     from edge_runtime.engines.llamacpp import LlamaCppPredictor
 
     if not path.is_file():
         raise PredictorUnavailable(f"GGUF not found: {path} (run the quantize stage, or give gguf:<path to a .gguf>)")
+    if adapter is not None and not adapter.is_file():
+        raise PredictorUnavailable(f"LoRA adapter GGUF not found: {adapter} (run the quantize stage again)")
     pred = LlamaCppPredictor(path, recipe.task, name=name, n_ctx=recipe.target.n_ctx,
-                             max_new_tokens=recipe.eval.max_new_tokens)
-    return Built(name, f"gguf:{path}", pred, "self-hosted", path.stat().st_size, model=str(path), facts={"engine": "llama.cpp"})
+                             max_new_tokens=recipe.eval.max_new_tokens, lora_path=adapter)
+    size = path.stat().st_size + (adapter.stat().st_size if adapter else 0)
+    spec = f"gguf:{path}" + (f"+lora:{adapter}" if adapter else "")
+    facts = {"engine": "llama.cpp", **({"adapter": str(adapter)} if adapter else {})}
+    return Built(name, spec, pred, "self-hosted", size, model=str(path), facts=facts)
+
+
+def _quantized(run_dir: Path, qtype: str) -> tuple[Path, Path | None]:
+    """A quantize-stage artifact by type: its model file and, for `<type>+lora`, its adapter."""
+    record = run_dir / "quantize" / "record.json"
+    if record.is_file():
+        outputs = json.loads(record.read_text()).get("outputs", {})
+        if qtype in outputs.get("artifacts", {}):
+            adapter = outputs.get("adapters", {}).get(qtype)
+            return Path(outputs["artifacts"][qtype]), Path(adapter) if adapter else None
+    if qtype.endswith("+lora"):  # the quantize stage's own names (its record is written after its eval)
+        base, adapter = run_dir / "quantize" / f"base-{qtype.removesuffix('+lora')}.gguf", run_dir / "quantize" / "adapter-f16.gguf"
+        if not (base.is_file() and adapter.is_file()):
+            raise PredictorUnavailable(f"no {qtype} artifact in {run_dir / 'quantize'}: add it to quantize.types and run the quantize stage")
+        return base, adapter
+    return run_dir / "quantize" / f"model-{qtype}.gguf", None
 
 
 def _hf(path: str | Path, recipe, name: str) -> Built:
@@ -117,6 +142,43 @@ def _hf(path: str | Path, recipe, name: str) -> Built:
     pred = HFPredictor(path, recipe.task, name=name, max_new_tokens=recipe.eval.max_new_tokens)
     return Built(name, f"hf:{path}", pred, "self-hosted", pred.size_bytes, model=str(path),
                  facts={"engine": "transformers", "device": pred.device})
+
+
+ONNX_TYPES = ("fp32", "int8", "int4")
+
+
+def _onnx(path: Path, recipe, name: str) -> Built:
+    from edge_runtime.engines.onnx import OnnxPredictor
+
+    if not (path / "model.onnx").is_file():
+        raise PredictorUnavailable(f"no ONNX model at {path / 'model.onnx'} (make one with `quantize onnx <merged dir> "
+                                   f"--out <run>/quantize`, or give onnx:<folder with model.onnx>)")
+    pred = OnnxPredictor(path, recipe.task, name=name, max_new_tokens=recipe.eval.max_new_tokens)
+    return Built(name, f"onnx:{path}", pred, "self-hosted", pred.size_bytes, model=str(path),
+                 facts={"engine": "onnxruntime", "quantization": pred.meta.get("quantization")})
+
+
+def _bnb(kind: str, path: Path, recipe, name: str) -> Built:
+    """An HF model loaded in bitsandbytes NF4/INT8 (quantized while loading, or a `quantize bnb`
+    checkpoint); its size is the in-memory footprint."""
+    from distill.eval.hf_predictor import HFPredictor
+    from quantize.bnb import KINDS, BnbUnavailable, bnb_config, check_bnb_device, saved_kind
+
+    if kind not in KINDS:
+        raise PredictorUnavailable(f"bnb:{kind}: unknown kind; use bnb:nf4 or bnb:int8 (optionally :<HF dir>)")
+    if not (path / "config.json").is_file():
+        raise PredictorUnavailable(f"no HF model at {path} (run `distill train`, or give bnb:{kind}:<HF dir>)")
+    existing = saved_kind(path)
+    if existing not in (None, kind):
+        raise PredictorUnavailable(f"{path} is a bitsandbytes {existing} checkpoint; use bnb:{existing}:{path}")
+    try:
+        device = check_bnb_device(kind)
+    except BnbUnavailable as exc:
+        raise PredictorUnavailable(str(exc)) from exc
+    pred = HFPredictor(path, recipe.task, name=name, max_new_tokens=recipe.eval.max_new_tokens, device=device,
+                       quantization_config=bnb_config(kind))
+    return Built(name, f"bnb:{kind}:{path}", pred, "self-hosted", pred.size_bytes, model=str(path),
+                 facts={"engine": "transformers+bitsandbytes", "kind": kind, "device": device})
 
 
 def _merged_dir(run_dir: Path) -> Path:
@@ -143,8 +205,8 @@ def _bundle(path: Path, recipe, name: str) -> Built:
     gen = bundle.generation
     pred = LlamaCppPredictor(bundle.model_path, bundle.task, name=name, n_ctx=gen.get("n_ctx", recipe.target.n_ctx),
                              max_new_tokens=gen.get("max_new_tokens", recipe.eval.max_new_tokens),
-                             grammar_text=bundle.grammar)
-    return Built(name, f"bundle:{path}", pred, "self-hosted", bundle.model_path.stat().st_size,
+                             grammar_text=bundle.grammar, lora_path=bundle.adapter_path)
+    return Built(name, f"bundle:{path}", pred, "self-hosted", pred.size_bytes,
                  model=str(bundle.model_path), facts={"engine": "llama.cpp", "bundle": str(path)})
 
 
@@ -171,14 +233,21 @@ def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
         return built
     kind, _, arg = spec.partition(":")
     if kind == "gguf" and arg:
-        path = Path(arg)
-        if not arg.endswith(".gguf"):
-            path = run_dir / "quantize" / f"model-{arg}.gguf"
-        return _gguf(path, recipe, name)
+        if arg.endswith(".gguf") or "+lora:" in arg:  # a path, or MODEL.gguf+lora:ADAPTER.gguf
+            model, _, adapter = arg.partition("+lora:")
+            return _gguf(Path(model), recipe, name, Path(adapter) if adapter else None)
+        model, adapter = _quantized(run_dir, arg)
+        return _gguf(model, recipe, name, adapter)
     if kind == "hf" and arg:
         return _hf(arg, recipe, name)
+    if kind == "onnx" and arg:
+        return _onnx(run_dir / "quantize" / f"onnx-{arg}" if arg in ONNX_TYPES else Path(arg), recipe, name)
+    if kind == "bnb" and arg:
+        bnb_kind, _, where = arg.partition(":")
+        return _bnb(bnb_kind, Path(where) if where else _merged_dir(run_dir), recipe, name)
     if kind == "bundle" and arg:
         return _bundle(Path(arg), recipe, name)
     raise PredictorUnavailable(
-        f"unknown predictor {spec!r}; use teacher | base | student | gguf:<type or path.gguf> | hf:<dir> | bundle:<dir>"
+        f"unknown predictor {spec!r}; use teacher | base | student | gguf:<type, type+lora, path.gguf or path.gguf+lora:adapter.gguf> | hf:<dir> | "
+        f"onnx:<fp32|int8|int4 or dir> | bnb:<nf4|int8>[:<dir>] | bundle:<dir>"
     )

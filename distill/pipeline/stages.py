@@ -88,12 +88,24 @@ def stage_quantize(ctx: StageContext) -> dict[str, Any]:
         rows = read_jsonl(ctx.upstream("curate") / "train.jsonl")[:64]
         texts = [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
         imatrix = compute_imatrix(f16, texts, ctx.dir / "imatrix.gguf", overwrite=True)
-    for qtype in ctx.recipe.quantize.types:
-        if qtype in ("f16", "bf16"):
+    q = ctx.recipe.quantize
+    for qtype in q.types:
+        if qtype in ("f16", "bf16") or qtype.endswith("+lora"):
             continue
         use = imatrix if qtype in ("q4_k_m", "q4_0", "iq4_xs") else None
-        artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / f"model-{qtype}.gguf", qtype, imatrix=use, overwrite=True))
-    outputs: dict[str, Any] = {"artifacts": artifacts, "sizes": {k: Path(v).stat().st_size for k, v in artifacts.items()}}
+        artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / f"model-{qtype}.gguf", qtype, imatrix=use, overwrite=True,
+                                             embedding_type=q.embedding_type))
+    adapters: dict[str, str] = {}
+    if any(t.endswith("+lora") for t in q.types):  # quantized base + F16 adapter (quantize/adapter.py says why)
+        from quantize.adapter import build_adapter_artifacts
+
+        pairs = build_adapter_artifacts(Path(ctx.records["train"]["outputs"].get("adapter_dir") or ctx.upstream("train") / "adapter"), ctx.dir, q.types,
+                                        imatrix=imatrix, embedding_type=q.embedding_type)
+        for qtype, (base, adapter) in pairs.items():
+            artifacts[qtype], adapters[qtype] = str(base), str(adapter)
+    sizes = {k: Path(v).stat().st_size + (Path(adapters[k]).stat().st_size if k in adapters else 0)
+             for k, v in artifacts.items()}
+    outputs: dict[str, Any] = {"artifacts": artifacts, "adapters": adapters, "sizes": sizes}
     if "gguf" in ctx.recipe.eval.predictors:
         evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
         kinds = [f"gguf:{q}" for q in artifacts if q != "f16" or len(artifacts) == 1]

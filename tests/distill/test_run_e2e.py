@@ -12,7 +12,7 @@ TINY = [
     "--set", "student.training.max_steps=2", "--set", "student.training.batch_size=2",
     "--set", "student.training.max_seq_len=512",
     "--set", "eval.predictors=[teacher,student,gguf]", "--set", "eval.max_new_tokens=8",
-    "--set", "eval.bootstrap_samples=50", "--set", "quantize.types=[q4_k_m]",
+    "--set", "eval.bootstrap_samples=50", "--set", "quantize.types=[q4_k_m,q8_0+lora]",
 ]
 
 
@@ -30,10 +30,20 @@ def test_run_end_to_end_then_resume_skips_everything(tmp_path, tiny_gemma_dir, q
         assert record["stage"] == stage and record["fingerprint"]
     assert (run_dir / "train/merged/config.json").exists() and (run_dir / "train/adapter").is_dir()
     assert (run_dir / "quantize/model-q4_k_m.gguf").stat().st_size > 0
+    # q8_0+lora: the base quantized alone, the LoRA kept as an F16 GGUF adapter (quantize/adapter.py)
+    qrec = json.loads((run_dir / "quantize/record.json").read_text())["outputs"]
+    assert Path(qrec["adapters"]["q8_0+lora"]).name == "adapter-f16.gguf"
+    assert qrec["sizes"]["q8_0+lora"] == sum(Path(p).stat().st_size for p in
+                                             (qrec["artifacts"]["q8_0+lora"], qrec["adapters"]["q8_0+lora"]))
     bundle = Path(json.loads((run_dir / "pack/record.json").read_text())["outputs"]["bundle"])
-    assert (bundle / "manifest.json").exists()
+    assert (bundle / "manifest.json").exists() and not (bundle / "adapter.gguf").exists()  # the first type ships
+    packed = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "pack", str(run_dir), "--type", "q8_0+lora",
+                             "--out", str(tmp_path / "lora-bundle")], capture_output=True, text=True, timeout=300)
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    manifest = json.loads((tmp_path / "lora-bundle/manifest.json").read_text())
+    assert manifest["adapter"] == "adapter.gguf" and manifest["model"] == "base-q8_0.gguf"
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) >= {"teacher", "student", "gguf-q4_k_m"}
+    assert set(summary) >= {"teacher", "student", "gguf-q4_k_m", "gguf-q8_0_lora"}
     assert summary["teacher"]["headline"] == 1.0  # the dataset teacher's answers are the gold labels
     # a random tiny model's answers are cut at 8 tokens: counted as invalid, never guessed
     assert summary["gguf-q4_k_m"]["n"] == 3 and summary["gguf-q4_k_m"]["json_validity"] == 0.0
