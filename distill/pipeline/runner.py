@@ -53,7 +53,9 @@ class StageContext:
 
 
 def _section(recipe: Recipe, name: str) -> Any:
-    data = getattr(recipe, name).model_dump(mode="json")
+    # exclude_none: an optional setting left unset is not part of what a stage depended on, so a
+    # toolkit upgrade that adds one (default None) does not invalidate finished stages
+    data = getattr(recipe, name).model_dump(mode="json", exclude_none=True)
     for key in VOLATILE.get(name, ()):
         data.pop(key, None)
     return data
@@ -65,7 +67,7 @@ def fingerprint(recipe: Recipe, stage: str, previous: str, input_hashes: dict[st
         "sections": {s: _section(recipe, s) for s in STAGE_SECTIONS[stage]},
         "previous": previous,
         "inputs": input_hashes,
-        "version": 1,
+        "version": 2,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -154,8 +156,10 @@ def run_pipeline(
                     f"stage {earlier!r} is out of date for this recipe; re-run from it: --from {earlier}"
                 )
         ctx = StageContext(recipe, run_dir, stage, fp, records)
-        _prepare_dir(ctx)
         log(f"[{stage}] running (fingerprint {fp})")
+        moved = _prepare_dir(ctx)
+        if moved:
+            log(moved)
         started = time.time()
         outputs = getattr(impl, f"stage_{stage}")(ctx)
         record = {
@@ -185,13 +189,22 @@ def fingerprint_of(recipe: Recipe, stage: str, records: dict[str, dict[str, Any]
     raise KeyError(stage)
 
 
-def _prepare_dir(ctx: StageContext) -> None:
-    """Keep a partial stage directory only if it was started under the same fingerprint."""
+def _prepare_dir(ctx: StageContext) -> str | None:
+    """Keep a partial stage directory only if it was started under the same fingerprint.
+
+    Outputs made under another fingerprint are moved to `<stage>.prev/` (replacing an older
+    one), never deleted: a recipe edit must not destroy an hour of training. Returns a note
+    for the log when it moved something."""
     marker = ctx.dir / ".fingerprint"
+    note = None
     if ctx.dir.exists():
         if not marker.exists() or marker.read_text() != ctx.fingerprint:
-            shutil.rmtree(ctx.dir)
+            prev = ctx.dir.with_name(ctx.stage + ".prev")
+            shutil.rmtree(prev, ignore_errors=True)
+            ctx.dir.rename(prev)
+            note = f"[{ctx.stage}] outputs of the previous settings moved to {prev}"
         else:
             (ctx.dir / "record.json").unlink(missing_ok=True)
     ctx.dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(ctx.fingerprint)
+    return note

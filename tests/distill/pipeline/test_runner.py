@@ -35,9 +35,11 @@ def test_finished_stages_are_skipped_and_changes_redo_what_they_affect(tmp_path)
     # a curate change redoes curate only
     logs = _run(tmp_path, ["curate.dedup=false"], until="curate")
     assert logs[0].startswith("[teach] up to date") and logs[1].startswith("[curate] running")
-    # a data change redoes teach and everything after it
+    # a data change redoes teach and everything after it; the old outputs are kept aside, not deleted
     logs = _run(tmp_path, ["data.split.train_size=60"], until="curate")
-    assert logs[0].startswith("[teach] running") and logs[2].startswith("[curate] running")
+    assert logs[0].startswith("[teach] running") and logs[1] == f"[teach] outputs of the previous settings moved to {tmp_path / 'run/teach.prev'}"
+    assert any(l.startswith("[curate] running") for l in logs)
+    assert len((tmp_path / "run/teach.prev/labelled.jsonl").read_text().splitlines()) == 80
     assert read_record(tmp_path / "run", "teach")["fingerprint"] != teach_fp
     report = json.loads((tmp_path / "run/curate/report.json").read_text())
     assert report["input_rows"] == 60
@@ -72,3 +74,15 @@ def test_cli_runs_single_stages(tmp_path):
     assert main(["curate", str(QUICKSTART), "--run-dir", str(run_dir)]) == 0
     report = json.loads((run_dir / "curate/report.json").read_text())
     assert report["input_rows"] == 80 and report["kept"] + sum(d["count"] for d in report["dropped"].values()) == 80
+
+
+def test_unset_optional_settings_are_not_fingerprinted():
+    """A new optional setting (default None) must not invalidate stages finished before it existed."""
+    from distill.pipeline.runner import _section
+
+    recipe = load_recipe(QUICKSTART)
+    assert recipe.student.training.distillation is None
+    student = _section(recipe, "student")
+    assert "distillation" not in student["training"] and "max_steps" not in student["training"]
+    with_max = load_recipe(QUICKSTART, ["student.training.max_steps=3"])
+    assert _section(with_max, "student")["training"]["max_steps"] == 3
