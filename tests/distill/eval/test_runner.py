@@ -88,8 +88,12 @@ def test_real_gguf_through_llama_cpp(tmp_path):
 
 def test_unavailable_predictors_are_named(tmp_path):
     recipe = _recipe()
-    with pytest.raises(PredictorUnavailable, match="unknown predictor 'onnx:x'"):
+    with pytest.raises(PredictorUnavailable, match="unknown predictor 'tflite:x'"):
+        build_predictor("tflite:x", recipe, tmp_path)
+    with pytest.raises(PredictorUnavailable, match="no ONNX model at x/model.onnx"):
         build_predictor("onnx:x", recipe, tmp_path)
+    with pytest.raises(PredictorUnavailable, match=r"no q4_k_m\+lora artifact"):
+        build_predictor("gguf:q4_k_m+lora", recipe, tmp_path)
     with pytest.raises(PredictorUnavailable, match="GGUF not found"):
         build_predictor("gguf:q4_k_m", recipe, tmp_path)
     result = evaluate_predictors(recipe, tmp_path, ["student", "teacher"], _rows(recipe, n=1), tmp_path / "eval")
