@@ -261,3 +261,18 @@ def _norm_amount(value: str) -> str:
 
 
 NORMALISERS = {"text": _norm_text, "date": _norm_date, "amount": _norm_amount}
+
+
+def complete_json_prefix(text: str) -> bool:
+    """True when the text's first `{` opens a JSON object that has closed (and no `<think>` block is
+    still open): where an unconstrained generator can stop early."""
+    if "<think>" in text and "</think>" not in text:
+        return False
+    start = text.find("{")
+    if start < 0:
+        return False
+    try:
+        json.JSONDecoder().raw_decode(text[start:])
+        return True
+    except json.JSONDecodeError:
+        return False

@@ -54,9 +54,8 @@ class ConversionFailed(RuntimeError):
     """The converter or quantizer failed; the message carries the tail of its log."""
 
 
-@contextmanager
-def _atomic_output(out: Path, overwrite: bool, need_bytes: int) -> Iterator[Path]:
-    out = Path(out)
+def check_output(out: Path, overwrite: bool, need_bytes: int) -> None:
+    """Before writing any output (file or folder): refuse an existing one unless asked, and a disk too small."""
     if out.exists() and not overwrite:
         raise OutputExists(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +65,12 @@ def _atomic_output(out: Path, overwrite: bool, need_bytes: int) -> Iterator[Path
             f"{out.parent} has {free / MB:.0f} MiB free but the output needs about {need_bytes / MB:.0f} MiB; "
             f"free space or choose another --out"
         )
+
+
+@contextmanager
+def _atomic_output(out: Path, overwrite: bool, need_bytes: int) -> Iterator[Path]:
+    out = Path(out)
+    check_output(out, overwrite, need_bytes)
     tmp = out.with_name(out.name + ".partial")
     tmp.unlink(missing_ok=True)
     try:

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from quantize.gguf import MB, DiskTooSmall, OutputExists, _n_weights, read_hf_config
+from quantize.gguf import MB, _n_weights, check_output, read_hf_config
 
 SIDECAR_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "template.json",
                  "special_tokens_map.json", "config.json")
@@ -58,13 +58,7 @@ class ExportFailed(RuntimeError):
 def atomic_dir(out: Path, overwrite: bool, need_bytes: int = 0) -> Iterator[Path]:
     """A temporary folder next to `out`, renamed to `out` only when the body succeeds."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExists(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(out.parent).free
-    if free < need_bytes:
-        raise DiskTooSmall(f"{out.parent} has {free / MB:.0f} MiB free but the output needs about "
-                           f"{need_bytes / MB:.0f} MiB; free space or choose another --out")
+    check_output(out, overwrite, need_bytes)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

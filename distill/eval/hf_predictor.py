@@ -10,14 +10,13 @@ would take that object and ignore the rest, so the answer is the same, only soon
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.predictor import Prediction
-from edge_runtime.task import TaskSpec
+from edge_runtime.task import TaskSpec, complete_json_prefix
 
 
 def weights_size(path: str | Path) -> int | None:
@@ -27,20 +26,6 @@ def weights_size(path: str | Path) -> int | None:
         return None
     total = sum(p.stat().st_size for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
     return total or None
-
-
-def _complete_json_prefix(text: str) -> bool:
-    """True when the text's first `{` opens a JSON object that has closed."""
-    if "<think>" in text and "</think>" not in text:
-        return False
-    start = text.find("{")
-    if start < 0:
-        return False
-    try:
-        json.JSONDecoder().raw_decode(text[start:])
-        return True
-    except json.JSONDecodeError:
-        return False
 
 
 class HFPredictor:
@@ -115,7 +100,7 @@ class HFPredictor:
                 if self.stop and any(x in self.tokenizer.decode(out_ids[-8:]) for x in self.stop):
                     finish = "stop"
                     break
-                if token in self._brace_ids() and _complete_json_prefix(self.tokenizer.decode(out_ids)):
+                if token in self._brace_ids() and complete_json_prefix(self.tokenizer.decode(out_ids)):
                     finish = "json"
                     break
                 step = torch.tensor([[token]], device=self.device)

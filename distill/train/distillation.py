@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from distill.train.loss import causal_lm_parts, shifted_targets
+from distill.train.loss import answer_logits, causal_lm_parts
 from distill.train.trainer import AnswerOnlySFTTrainer
 
 BETA_OF = {"forward_kl": 0.0, "reverse_kl": 1.0}  # TRL's GKD: beta 0 = KL(teacher||student), 1 = KL(student||teacher)
@@ -128,22 +128,6 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     b = BETA_OF.get(kind, beta)
     return _generalized_jsd()(s, t, labels=None, beta=b, temperature=temperature, reduction="batchmean",
                               num_items_in_batch=num_items_in_batch)
-
-
-def answer_logits(model, input_ids, labels, attention_mask=None, position_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits at the positions whose next token is labelled, those next tokens): the body's hidden states,
-    then the output layer and the model's final logit soft-capping on the selected rows only."""
-    body, lm_head, config = causal_lm_parts(model)
-    mask, targets = shifted_targets(labels)
-    kwargs = {"attention_mask": attention_mask, "use_cache": False}
-    if position_ids is not None:
-        kwargs["position_ids"] = position_ids
-    hidden = body(input_ids=input_ids, **kwargs).last_hidden_state
-    logits = lm_head(hidden[mask]).float()
-    cap = getattr(config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits, targets.to(logits.device)
 
 
 def _per_item(total: torch.Tensor, num_items_in_batch, count: int) -> torch.Tensor:

@@ -38,8 +38,9 @@ def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mask, nxt[mask]
 
 
-def answer_only_loss(model, input_ids, labels, attention_mask=None, position_ids=None, num_items_in_batch=None):
-    """Mean (or sum / num_items_in_batch) cross-entropy over labelled tokens, output layer at those rows only."""
+def answer_logits(model, input_ids, labels, attention_mask=None, position_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits at the positions whose next token is labelled, those next tokens): the body's hidden states,
+    then the output layer and the model's final logit soft-capping on the selected rows only."""
     body, lm_head, config = causal_lm_parts(model)
     mask, targets = shifted_targets(labels)
     kwargs = {"attention_mask": attention_mask, "use_cache": False}
@@ -50,7 +51,13 @@ def answer_only_loss(model, input_ids, labels, attention_mask=None, position_ids
     cap = getattr(config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    total = F.cross_entropy(logits, targets.to(logits.device), reduction="sum")
+    return logits, targets.to(logits.device)
+
+
+def answer_only_loss(model, input_ids, labels, attention_mask=None, position_ids=None, num_items_in_batch=None):
+    """Mean (or sum / num_items_in_batch) cross-entropy over labelled tokens, output layer at those rows only."""
+    logits, targets = answer_logits(model, input_ids, labels, attention_mask, position_ids)
+    total = F.cross_entropy(logits, targets, reduction="sum")
     denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
     if isinstance(denom, torch.Tensor):
         denom = denom.to(total.device)

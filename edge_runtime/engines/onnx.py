@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.predictor import Prediction
-from edge_runtime.task import TaskSpec
+from edge_runtime.task import TaskSpec, complete_json_prefix
 
 MODEL_FILE, META_FILE, TEMPLATE_FILE = "model.onnx", "onnx_meta.json", "template.json"
 
@@ -46,18 +46,6 @@ def load_session(path: str | Path, n_threads: int | None = None):
     except Exception as exc:
         raise ValueError(f"onnxruntime could not load {path}: {exc}. The file may be truncated or not an ONNX "
                          f"model; re-export it with `quantize onnx`") from exc
-
-
-def _complete_json_prefix(text: str) -> bool:
-    """True when the text's first `{` opens a JSON object that has closed."""
-    start = text.find("{")
-    if start < 0:
-        return False
-    try:
-        json.JSONDecoder().raw_decode(text[start:])
-        return True
-    except json.JSONDecodeError:
-        return False
 
 
 class OnnxPredictor:
@@ -147,7 +135,7 @@ class OnnxPredictor:
                 if self.stop and any(s in text[-64:] for s in self.stop):
                     finish = "stop"
                     break
-                if stop_on_json and "}" in self.tokenizer.decode([token]) and _complete_json_prefix(text):
+                if stop_on_json and "}" in self.tokenizer.decode([token]) and complete_json_prefix(text):
                     finish = "json"
                     break
             logits, *past = self.session.run(self._out_names, self._feeds([token], pos, past))
