@@ -303,26 +303,20 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
 
         return await _generate(run, stream, body.stream)
 
-    async def _in_slot(fn, too_long: str):
-        """Run fn(model slot) in a thread; a timeout is 504, a prompt over the context 413 (with `too_long`)."""
-        pred = await slots.acquire()
-        try:
-            return await asyncio.to_thread(fn, pred)
-        except GenerationTimeout as exc:
-            raise timed_out(exc) from exc
-        except ValueError as exc:  # llama.cpp: prompt longer than the context
-            raise HTTPException(413, f"{exc}; {too_long}") from exc
-        finally:
-            slots.release(pred)
-
     async def _generate(run, stream, streaming: bool):
+        pred = await slots.acquire()
         if not streaming:
-            out = await _in_slot(run, "shorten the prompt or max_tokens")
+            try:
+                out = await asyncio.to_thread(run, pred)
+            except GenerationTimeout as exc:
+                raise timed_out(exc) from exc
+            except ValueError as exc:  # llama.cpp: prompt longer than the context
+                raise HTTPException(413, f"{exc}; shorten the prompt or max_tokens") from exc
+            finally:
+                slots.release(pred)
             out["model"] = model_id
             _count_tokens(out.get("usage") or {})
             return out
-
-        pred = await slots.acquire()
 
         def events():
             try:
@@ -347,9 +341,15 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         if name != task.name:
             raise HTTPException(404, f"unknown task {name!r}; this server serves {task.name!r}")
         example, extra = await _task_input(request)
-        context = extra.pop("context", "")
-        pred = await _in_slot(lambda slot: slot.predict(example, context, app.state.request_timeout_s),
-                              "the input is too long for this bundle's context")
+        pred_slot = await slots.acquire()
+        try:
+            pred = await asyncio.to_thread(pred_slot.predict, example, extra.pop("context", ""), app.state.request_timeout_s)
+        except GenerationTimeout as exc:
+            raise timed_out(exc) from exc
+        except ValueError as exc:  # llama.cpp: prompt longer than the context
+            raise HTTPException(413, f"{exc}; the input is too long for this bundle's context") from exc
+        finally:
+            slots.release(pred_slot)
         metrics.answer(pred.valid)
         _count_tokens({"prompt_tokens": pred.prompt_tokens, "completion_tokens": pred.completion_tokens})
         before = (router.stats.escalations, router.stats.teacher_failures, router.stats.cost_usd)
