@@ -142,3 +142,30 @@ def test_queue_wait_timeout_is_told_apart_and_streams_end_with_an_error(timeout_
     metrics = httpx.get(url + "/metrics").text
     assert 'edge_timeouts_total{kind="queue"} 1.0' in metrics
     assert httpx.post(url + "/v1/completions", json={"prompt": "One,", "max_tokens": 2}, timeout=120).status_code == 200
+
+
+def test_model_work_stays_on_the_slot_thread_and_a_dropped_stream_frees_the_slot(timeout_server):
+    """llama.cpp runs only on the slot's own thread (so its buffers come from one malloc arena, not
+    one per pool thread), and a client leaving mid-stream stops generation and frees the slot."""
+    url, state = timeout_server.url, timeout_server.app.state
+    state.request_timeout_s, state.slots.timeout_s = 30.0, 20.0
+    pred = state.slots.predictors[0]
+    seen: list[str] = []
+    real_eval = pred.llm.eval
+    pred.llm.eval = lambda tokens: (seen.append(threading.current_thread().name), real_eval(tokens))[1]
+    try:
+        threads = [threading.Thread(target=httpx.post, args=(url + "/v1/tasks/sentiment",),
+                                    kwargs={"json": {"input": f"Film {i} was fine."}, "timeout": 120}) for i in range(3)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        with httpx.stream("POST", url + "/v1/completions", json={**LONG, "stream": True}, timeout=120) as r:
+            for i, _ in enumerate(r.iter_lines()):
+                if i >= 3:
+                    break  # leave mid-stream; 4096 tokens would run into the 30 s deadline
+        start = time.perf_counter()
+        r = httpx.post(url + "/v1/tasks/sentiment", json={"input": "Great film."}, timeout=120)
+        assert r.status_code == 200, r.text  # not a queue wait timeout: the dropped stream freed the slot
+        assert time.perf_counter() - start < 20
+    finally:
+        pred.llm.eval = real_eval
+    assert seen and set(seen) == {"edge-slot0_0"}, set(seen)
