@@ -134,8 +134,13 @@ def test_quantized_load_generate_and_are_smaller(onnx_dirs, kind):
     import onnx
 
     d = onnx_dirs[kind]
-    ops = {n.op_type for n in onnx.load(str(d / MODEL_FILE), load_external_data=False).graph.node}
+    nodes = onnx.load(str(d / MODEL_FILE), load_external_data=False).graph.node
+    ops = {n.op_type for n in nodes}
     assert ({"MatMulInteger"} if kind == "int8" else {"MatMulNBits", "GatherBlockQuantized"}) <= ops
+    if kind == "int4":  # asymmetric blocks by default: every 4-bit node has a zero-point input
+        blocked = [n for n in nodes if n.op_type in ("MatMulNBits", "GatherBlockQuantized")]
+        assert all(len(n.input) > 3 and n.input[3] for n in blocked)
+        assert json.loads((d / META_FILE).read_text())["symmetric"] is False
     assert json.loads((d / META_FILE).read_text())["quantization"] == kind
     assert model_bytes(d) < 0.6 * model_bytes(onnx_dirs["fp32"])
     task = TaskSpec(name="t", kind="classification", instructions="Label it.", labels=["a", "b"])
