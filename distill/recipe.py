@@ -153,6 +153,18 @@ class DistillationConfig(Strict):
     temperature: float = Field(1.0, gt=0, description="softmax temperature applied to both models' logits")
 
 
+class FaqTrainingConfig(Strict):
+    """How a faq task's training prompts list their candidates (distill/train/faq_views.py says why)."""
+
+    shuffle: bool = Field(True, description="list the retrieved candidates in a random order in training prompts, so "
+                          "the student reads them instead of learning to take the first; eval and runtime keep the "
+                          "retriever's order")
+    views: int = Field(1, ge=1, le=16, description="prompts per training row, each with its own candidate order "
+                       "(2-3 with fewer epochs: more orders for the same steps)")
+    none_when_missing: bool = Field(True, description='train "none" for a row whose answer is not among its '
+                                    "candidates (the right answer given them; teaches the student to abstain)")
+
+
 class TrainingConfig(Strict):
     epochs: float = Field(2.0, gt=0)
     max_steps: int | None = Field(None, gt=0, description="stop after this many steps (overrides epochs)")
@@ -172,6 +184,8 @@ class TrainingConfig(Strict):
     seed: int = 0
     distillation: DistillationConfig | None = Field(
         None, description="also match a local teacher's token distributions (logit distillation); None: plain SFT")
+    faq: FaqTrainingConfig | None = Field(
+        None, description="faq tasks: candidate order and \"none\" labels in training prompts (None: the defaults)")
 
 
 class StudentConfig(Strict):

@@ -84,6 +84,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     from distill.models.resolve import resolve
     from distill.progress import status
     from distill.train.memory import PeakMemory, check_fits, device_name, estimate, rss_bytes
+    from distill.train.faq_views import applies, relabelled_none
     from distill.train.merge import merge_adapter
     from distill.train.trainer import run_trainer, sft_config
 
@@ -102,7 +103,12 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    enc = encode_rows(tokenizer, task, rows, tr.max_seq_len, tr.val_fraction, tr.seed)
+    faq = None
+    if applies(task):  # faq: candidate order and "none" labels in training prompts (faq_views.py)
+        from distill.recipe import FaqTrainingConfig
+
+        faq = tr.faq or FaqTrainingConfig()
+    enc = encode_rows(tokenizer, task, rows, tr.max_seq_len, tr.val_fraction, tr.seed, faq=faq)
     hf_config = AutoConfig.from_pretrained(base_path)
     dist = tr.distillation
     teacher_path = teacher_config = None
@@ -192,6 +198,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         "train_rows": len(enc.train),
         "val_rows": len(enc.val),
         "dropped_too_long": enc.dropped,
+        **({"faq_views": faq.model_dump(), "faq_relabelled_none": relabelled_none(rows, task, faq)} if faq else {}),
         **figures,
         "learning_rate": args.learning_rate,
         "duration_s": time.perf_counter() - started,

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.train.faq_views import applies, training_views
 from edge_runtime.task import TaskSpec
 
 IGNORE = -100
@@ -73,19 +74,19 @@ def _chat_prompt(tokenizer, text: str) -> str:
     return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
 
 
-def render_pair(fmt: PromptFormat, tokenizer, task: TaskSpec, row: dict[str, Any]) -> tuple[str, str]:
-    """(prompt text, completion text) of one training row."""
+def render_pair(fmt: PromptFormat, tokenizer, task: TaskSpec, row: dict[str, Any], context: str = "") -> tuple[str, str]:
+    """(prompt text, completion text) of one training row; `context` as in `TaskSpec.render_prompt`."""
     if "answer" not in row:
         raise KeyError(f"training row {row.get('id', '?')!r} has no `answer`; the curate stage writes rows with one")
-    prompt = task.render_prompt(row)
+    prompt = task.render_prompt(row, context=context)
     if fmt.kind == "chat":
         prompt = _chat_prompt(tokenizer, prompt)
     return prompt, task.render_answer(row["answer"]) + fmt.completion_suffix
 
 
-def encode_row(fmt: PromptFormat, tokenizer, task: TaskSpec, row: dict[str, Any]) -> dict[str, Any]:
+def encode_row(fmt: PromptFormat, tokenizer, task: TaskSpec, row: dict[str, Any], context: str = "") -> dict[str, Any]:
     """input_ids and labels (-100 on the prompt) for one row."""
-    prompt, completion = render_pair(fmt, tokenizer, task, row)
+    prompt, completion = render_pair(fmt, tokenizer, task, row, context)
     prompt_ids = tokenizer(prompt, add_special_tokens=fmt.kind == "plain")["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     ids = prompt_ids + completion_ids
@@ -109,25 +110,39 @@ class Encoded:
         return sum(sum(1 for x in r["labels"] if x != IGNORE) for r in self.train)
 
 
-def encode_rows(tokenizer, task: TaskSpec, rows: list[dict], max_seq_len: int, val_fraction: float, seed: int) -> Encoded:
-    """Tokenize, drop rows that do not fit (never cut an answer), and split train/validation."""
+def encode_rows(tokenizer, task: TaskSpec, rows: list[dict], max_seq_len: int, val_fraction: float, seed: int,
+                faq=None) -> Encoded:
+    """Tokenize, drop rows that do not fit (never cut an answer), and split train/validation.
+
+    Rows are split before a faq task's extra training views are made (`faq_views.py`), so no
+    view of a validation row is trained on."""
     if not rows:
         raise ValueError("no training rows: the curate stage kept none (check its report for why rows were dropped)")
     fmt = prompt_format(tokenizer, task)
-    encoded, dropped = [], []
+    kept, dropped = [], []
     for row in rows:
-        ex = encode_row(fmt, tokenizer, task, row)
-        (dropped.append(ex["id"]) if ex["length"] > max_seq_len else encoded.append(ex))
-    if not encoded:
+        val_row, val_ctx = training_views(task, row, faq, seed, train=False)[0]
+        ex = encode_row(fmt, tokenizer, task, val_row, val_ctx)
+        (dropped.append(ex["id"]) if ex["length"] > max_seq_len else kept.append((row, ex)))
+    if not kept:
         longest = max(len(encode_row(fmt, tokenizer, task, r)["input_ids"]) for r in rows)
         raise ValueError(
             f"every training row is longer than student.training.max_seq_len={max_seq_len} tokens "
             f"(longest {longest}); raise max_seq_len"
         )
-    order = list(range(len(encoded)))
+    order = list(range(len(kept)))
     random.Random(seed).shuffle(order)
-    n_val = int(round(len(encoded) * val_fraction)) if len(encoded) > 1 else 0
-    n_val = min(n_val, len(encoded) - 1)
-    val = [encoded[i] for i in sorted(order[:n_val])]
-    train = [encoded[i] for i in sorted(order[n_val:])]
+    n_val = int(round(len(kept) * val_fraction)) if len(kept) > 1 else 0
+    n_val = min(n_val, len(kept) - 1)
+    val = [kept[i][1] for i in sorted(order[:n_val])]
+    train = []
+    for i in sorted(order[n_val:]):
+        row, ex = kept[i]
+        if faq is None or not applies(task):
+            train.append(ex)
+            continue
+        for view_row, ctx in training_views(task, row, faq, seed):
+            view = encode_row(fmt, tokenizer, task, view_row, ctx)
+            if view["length"] <= max_seq_len:  # same candidates in another order: same length give or take
+                train.append(view)
     return Encoded(train, val, dropped, fmt)
