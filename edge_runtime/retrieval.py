@@ -74,6 +74,7 @@ class FaqEntry:
     id: str
     question: str
     answers: tuple[str, ...] = ()
+    queries: tuple[str, ...] = ()  # known phrasings of the question (labelled past queries), indexed with it
 
     @property
     def answer(self) -> str:
@@ -96,8 +97,10 @@ class KnowledgeBase:
             dup = next(e.id for e in self.entries if sum(x.id == e.id for x in self.entries) > 1)
             raise ValueError(f"knowledge base: FAQ id {dup!r} occurs more than once; ids must be unique")
         # The question counts twice: it is the entry's best summary, answers are long and noisy.
+        # Known phrasings (`queries`) are how users actually ask: each counts once.
         self._bm25 = BM25([
             tokenize(e.question) * 2 + (tokenize(" ".join(e.answers)) if self.index_answers else [])
+            + tokenize(" ".join(e.queries))
             for e in self.entries
         ])
 
@@ -125,8 +128,9 @@ class KnowledgeBase:
 
 
 def load_knowledge_base(path: str | Path) -> KnowledgeBase:
-    """Read a JSONL of {id, question, answers}; cached per file version, so a task re-reads it
-    only when it changes."""
+    """Read a JSONL of {id, question, answers, queries}; cached per file version, so a task
+    re-reads it only when it changes. `answers` and `queries` (known phrasings of the question,
+    e.g. past user queries a teacher labelled) are optional."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(
@@ -150,10 +154,11 @@ def _load_cached(path: str, _mtime_ns: int, _size: int) -> KnowledgeBase:
                 raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one FAQ object") from None
             if not isinstance(row, dict) or "id" not in row or "question" not in row:
                 raise ValueError(f'{path}:{n}: a FAQ entry needs "id" and "question" (and optionally "answers")')
-            answers = row.get("answers") or []
-            if isinstance(answers, str):
-                answers = [answers]
-            entries.append(FaqEntry(str(row["id"]), str(row["question"]), tuple(str(a) for a in answers)))
+            answers, queries = row.get("answers") or [], row.get("queries") or []
+            answers = [answers] if isinstance(answers, str) else answers
+            queries = [queries] if isinstance(queries, str) else queries
+            entries.append(FaqEntry(str(row["id"]), str(row["question"]), tuple(str(a) for a in answers),
+                                    tuple(str(q) for q in queries)))
     if not entries:
         raise ValueError(f"{path}: the knowledge base is empty")
     return KnowledgeBase(entries)
