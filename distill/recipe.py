@@ -156,13 +156,13 @@ class DistillationConfig(Strict):
 class FaqTrainingConfig(Strict):
     """How a faq task's training prompts list their candidates (distill/train/faq_views.py says why)."""
 
-    shuffle: bool = Field(True, description="list the retrieved candidates in a random order in training prompts, so "
-                          "the student reads them instead of learning to take the first; eval and runtime keep the "
-                          "retriever's order")
+    shuffle: bool = Field(False, description="list the retrieved candidates in a random order in training prompts, so "
+                          "the student must read them rather than take the first (eval and runtime keep the retriever's "
+                          "order); off by default: gemma-3-270m then picked at chance (docs/results.md)")
     views: int = Field(1, ge=1, le=16, description="prompts per training row, each with its own candidate order "
                        "(2-3 with fewer epochs: more orders for the same steps)")
     none_when_missing: bool = Field(True, description='train "none" for a row whose answer is not among its '
-                                    "candidates (the right answer given them; teaches the student to abstain)")
+                                    "candidates (the right answer given those candidates)")
 
 
 class TrainingConfig(Strict):

@@ -28,7 +28,7 @@ def _ids(context: str) -> list[str]:
 
 def test_views_shuffle_the_retrieved_candidates_and_keep_the_set(faq):
     task, rows, kb = faq
-    cfg = FaqTrainingConfig(views=3)
+    cfg = FaqTrainingConfig(views=3, shuffle=True)
     moved = 0
     for row in rows:
         retrieved = [h for h, _ in kb.top_k(task.input_text(row), task.top_k)]
@@ -41,7 +41,7 @@ def test_views_shuffle_the_retrieved_candidates_and_keep_the_set(faq):
     assert moved > len(rows)  # most views are not in the retriever's order
     assert training_views(task, rows[0], cfg, seed=0) == training_views(task, rows[0], cfg, seed=0)
     assert training_views(task, rows[0], cfg, seed=0) != training_views(task, rows[0], cfg, seed=1)
-    unshuffled = training_views(task, rows[0], FaqTrainingConfig(shuffle=False), seed=0)
+    unshuffled = training_views(task, rows[0], FaqTrainingConfig(), seed=0)  # the default keeps the order
     assert _ids(unshuffled[0][1]) == [h for h, _ in kb.top_k(task.input_text(rows[0]), task.top_k)]
 
 
@@ -62,7 +62,7 @@ def test_answer_not_retrieved_is_trained_as_none(faq):
 
 def test_validation_rows_keep_the_retriever_order_and_never_leak_into_training(faq, tiny_tokenizer):
     task, rows, kb = faq
-    enc = encode_rows(tiny_tokenizer, task, rows, 4096, 0.25, 0, faq=FaqTrainingConfig(views=2))
+    enc = encode_rows(tiny_tokenizer, task, rows, 4096, 0.25, 0, faq=FaqTrainingConfig(views=2, shuffle=True))
     assert len(enc.val) == 10 and len(enc.train) == 2 * 30
     val_ids, train_ids = {e["id"] for e in enc.val}, {e["id"] for e in enc.train}
     assert not val_ids & train_ids
