@@ -32,8 +32,10 @@ def run_command(args, recipe, run_dir: Path) -> int:
         return 0
     if args.command == "eval":
         from distill.eval import evaluate_command
+        from distill.pipeline.runner import recipe_for_run
 
-        return evaluate_command(recipe, run_dir, args.predictor, args.data, args.out)
+        # the run's own retrieval (a faq knowledge base enriched at curate), as its bundle serves
+        return evaluate_command(recipe_for_run(recipe, run_dir), run_dir, args.predictor, args.data, args.out)
     raise ValueError(args.command)
 
 

@@ -127,6 +127,10 @@ class CurateConfig(Strict):
     pii_mask: list[Literal["email", "phone", "card", "iban", "ip"]] = Field(
         default_factory=list, description="PII kinds to mask in inputs and answers alike (e.g. [email, phone])"
     )
+    index_queries: bool = Field(
+        False, description="faq tasks: attach each kept training query to the FAQ entry it was labelled with, as a "
+        "known phrasing that retrieval indexes; writes curate/knowledge_base.jsonl, which training, eval and the "
+        "bundle use (each training prompt leaves its own query out of the index)")
 
 
 class LoraConfig(Strict):
@@ -255,6 +259,9 @@ class Recipe(Strict):
     def _consistent(self) -> "Recipe":
         if self.teacher.kind == "dataset" and self.teacher.responses is None and not self.data.answer_field:
             raise ValueError("teacher.kind 'dataset' needs data.answer_field or teacher.responses")
+        if self.curate.index_queries and not (self.task.kind == "faq" and self.task.knowledge_base):
+            raise ValueError("curate.index_queries attaches training queries to a knowledge base: it needs a faq task "
+                             "with task.knowledge_base; remove it or set those")
         return self
 
 

@@ -186,7 +186,9 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
     adapter = outputs.get("adapters", {}).get(qtype)
     if adapter and not Path(adapter).is_absolute() and not Path(adapter).exists():
         adapter = run_dir / "quantize" / Path(adapter).name
-    task = TaskSpec.model_validate(recipe["task"])
+    from edge_runtime.retrieval import task_for_run
+
+    task = task_for_run(TaskSpec.model_validate(recipe["task"]), run_dir)  # a faq KB enriched at curate
     target = recipe.get("target", {})
     evals = {}
     for name, p in (("student", run_dir / "eval" / "metrics.json"), ("quantized", run_dir / "quantize" / "eval" / "metrics.json")):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -59,14 +59,28 @@ class BM25:
         df = (self.tf > 0).sum(axis=0)
         self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
-    def scores(self, query: list[str]) -> np.ndarray:
-        """One score per document; 0 for documents sharing no term with the query."""
+    def scores(self, query: list[str], remove: tuple[int, list[str]] | None = None) -> np.ndarray:
+        """One score per document; 0 for documents sharing no term with the query.
+
+        `remove=(doc, tokens)` scores as if `tokens` had never been part of document `doc`
+        (exactly: its term counts, length, the average length and the idf all change), which
+        is how a training query held in the index is left out of its own retrieval."""
         cols = [self.vocab[t] for t in query if t in self.vocab]
         if not cols:
             return np.zeros(self.tf.shape[0], dtype=np.float32)
-        tf = self.tf[:, cols]
-        norm = self.k1 * (1 - self.b + self.b * self.doc_len / self.avg_len)
-        return (self.idf[cols] * tf * (self.k1 + 1) / (tf + norm[:, None])).sum(axis=1)
+        tf, idf, doc_len, avg_len = self.tf[:, cols], self.idf[cols], self.doc_len, self.avg_len
+        if remove is not None and remove[1]:
+            doc, tokens = remove
+            tf, doc_len = tf.copy(), doc_len.copy()
+            for j, col in enumerate(cols):
+                tf[doc, j] = max(0.0, self.tf[doc, col] - sum(self.vocab.get(t) == col for t in tokens))
+            doc_len[doc] -= len(tokens)
+            avg_len = float(doc_len.mean()) or 1.0
+            n_docs = tf.shape[0]
+            df = (tf > 0).sum(axis=0)
+            idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        norm = self.k1 * (1 - self.b + self.b * doc_len / avg_len)
+        return (idf * tf * (self.k1 + 1) / (tf + norm[:, None])).sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -90,9 +104,11 @@ class KnowledgeBase:
     index_answers: bool = True
     _by_id: dict[str, FaqEntry] = field(init=False, repr=False)
     _bm25: BM25 = field(init=False, repr=False)
+    _phrasing_owner: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_id = {e.id: e for e in self.entries}
+        self._phrasing_owner = {q.strip(): i for i, e in reversed(list(enumerate(self.entries))) for q in e.queries}
         if len(self._by_id) != len(self.entries):
             dup = next(e.id for e in self.entries if sum(x.id == e.id for x in self.entries) > 1)
             raise ValueError(f"knowledge base: FAQ id {dup!r} occurs more than once; ids must be unique")
@@ -117,14 +133,47 @@ class KnowledgeBase:
         except KeyError:
             raise KeyError(f"no FAQ entry {faq_id!r} in the knowledge base ({len(self)} entries)") from None
 
-    def top_k(self, query: str, k: int = 5) -> list[tuple[str, float]]:
+    def top_k(self, query: str, k: int = 5, held_out: bool = False) -> list[tuple[str, float]]:
         """The k best entries for `query` as (faq_id, score), best first. Entries sharing no
-        word with the query are never returned, so an off-topic query gets an empty list."""
+        word with the query are never returned, so an off-topic query gets an empty list.
+
+        `held_out=True`: if `query` is itself one of an entry's known phrasings, rank as if it
+        were not indexed. A training prompt is built from a query the enriched index holds;
+        leaving it out gives the condition of a new query, whose own words are never there."""
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
-        scores = self._bm25.scores(tokenize(query))
+        remove = None
+        if held_out and (owner := self._phrasing_owner.get(query.strip())) is not None:
+            remove = (owner, tokenize(query))
+        scores = self._bm25.scores(tokenize(query), remove=remove)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.entries[i].id, float(scores[i])) for i in order if scores[i] > 0]
+
+
+    def with_queries(self, phrasings: dict[str, list[str]]) -> "KnowledgeBase":
+        """A copy whose entries also carry `phrasings[faq_id]` as known phrasings (new ones
+        only, in the order given): labelled past queries teach retrieval how users ask."""
+        unknown = sorted(set(phrasings) - set(self._by_id))
+        if unknown:
+            raise KeyError(f"phrasings for FAQ ids not in the knowledge base: {unknown[:5]}")
+        entries = []
+        for e in self.entries:
+            new = [q for q in dict.fromkeys(phrasings.get(e.id, ())) if q not in e.queries]
+            entries.append(replace(e, queries=e.queries + tuple(new)))
+        return KnowledgeBase(entries, index_answers=self.index_answers)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the entries as JSONL in the format `load_knowledge_base` reads (atomically)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for e in self.entries:
+                row: dict[str, Any] = {"id": e.id, "question": e.question, "answers": list(e.answers)}
+                if e.queries:
+                    row["queries"] = list(e.queries)
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+        return path
 
 
 def load_knowledge_base(path: str | Path) -> KnowledgeBase:
@@ -192,3 +241,27 @@ def export_knowledge_base(task, dest_dir: str | Path, name: str = "knowledge_bas
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(task.knowledge_base, dest)
     return task.model_copy(update={"knowledge_base": name})
+
+
+def run_knowledge_base(run_dir: str | Path) -> Path | None:
+    """The enriched knowledge base a `distill run` curate stage wrote (`curate.index_queries`),
+    or None when it wrote none. Its record names it relative to the run directory."""
+    record = Path(run_dir) / "curate" / "record.json"
+    try:
+        rel = json.loads(record.read_text(encoding="utf-8"))["outputs"].get("knowledge_base")
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+    if not rel:
+        return None
+    path = Path(run_dir) / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"{record} names {path}, which is missing; re-run the curate stage: "
+                                f"distill run RECIPE --from curate")
+    return path
+
+
+def task_for_run(task, run_dir: str | Path):
+    """`task` as the stages after curate serve it: a faq task uses the run's enriched knowledge
+    base when its curate stage wrote one (same ids, more phrasings), else it is returned as is."""
+    kb = run_knowledge_base(run_dir) if getattr(task, "knowledge_base", None) else None
+    return task if kb is None else task.model_copy(update={"knowledge_base": str(kb.resolve())})

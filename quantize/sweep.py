@@ -50,7 +50,10 @@ def load_run(run_dir: Path) -> RunInfo:
     if not evals.is_file():
         raise FileNotFoundError(f"no evaluation split at {evals}; run `distill run RECIPE --until teach`")
     q, target = recipe.get("quantize", {}), recipe.get("target", {})
-    return RunInfo(TaskSpec.model_validate(recipe["task"]), merged, _read_jsonl(evals),
+    from edge_runtime.retrieval import task_for_run
+
+    task = task_for_run(TaskSpec.model_validate(recipe["task"]), run_dir)  # a faq KB enriched at curate
+    return RunInfo(task, merged, _read_jsonl(evals),
                    float(q.get("quality_floor", 0.98)), int(target.get("n_ctx", 2048)), bool(q.get("imatrix", False)),
                    q.get("embedding_type"))
 

@@ -247,7 +247,9 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
         del built
         gc.collect()
     doc = {
-        "n": len(rows), "task": {"name": task.name, "kind": task.kind}, "machine": describe_machine(),
+        "n": len(rows), "task": {"name": task.name, "kind": task.kind,
+                                 **({"knowledge_base": task.knowledge_base} if task.knowledge_base else {})},
+        "machine": describe_machine(),
         "assumptions": assumptions(recipe, usd_per_hour, hw_source),
         "predictors": fulls, "skipped": skipped,
     }

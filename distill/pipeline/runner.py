@@ -155,7 +155,8 @@ def run_pipeline(
                 raise RuntimeError(
                     f"stage {earlier!r} is out of date for this recipe; re-run from it: --from {earlier}"
                 )
-        ctx = StageContext(recipe, run_dir, stage, fp, records)
+        stage_recipe = recipe_for_run(recipe, run_dir) if STAGES.index(stage) > STAGES.index("curate") else recipe
+        ctx = StageContext(stage_recipe, run_dir, stage, fp, records)
         log(f"[{stage}] running (fingerprint {fp})")
         moved = _prepare_dir(ctx)
         if moved:
@@ -177,6 +178,16 @@ def run_pipeline(
         records[stage] = record
         log(f"[{stage}] done in {record['duration_s']:.1f}s")
     return records
+
+
+def recipe_for_run(recipe: Recipe, run_dir: Path) -> Recipe:
+    """The recipe as the stages after curate use it: a faq task retrieves from the knowledge base
+    the curate stage enriched with training queries (`curate.index_queries`), when it wrote one.
+    Fingerprints stay those of the recipe as written: the enriched file follows from it."""
+    from edge_runtime.retrieval import task_for_run
+
+    task = task_for_run(recipe.task, run_dir)
+    return recipe if task is recipe.task else recipe.model_copy(update={"task": task})
 
 
 def fingerprint_of(recipe: Recipe, stage: str, records: dict[str, dict[str, Any]]) -> str:

@@ -55,7 +55,12 @@ def stage_curate(ctx: StageContext) -> dict[str, Any]:
 
     labelled = read_jsonl(ctx.upstream("teach") / "labelled.jsonl")
     evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
-    return curate(ctx.recipe, labelled, evals, ctx.dir)
+    outputs = curate(ctx.recipe, labelled, evals, ctx.dir)
+    if ctx.recipe.curate.index_queries:  # faq: the kept queries become known phrasings of their entries
+        from distill.data.faq_index import build_known_phrasings
+
+        outputs.update(build_known_phrasings(ctx.recipe, read_jsonl(ctx.dir / "train.jsonl"), ctx.dir))
+    return outputs
 
 
 def stage_train(ctx: StageContext) -> dict[str, Any]:

@@ -10,6 +10,10 @@ for it to pay (docs/results.md).
 
 A training row whose labelled entry is not among its candidates is trained to answer "none":
 given those candidates that is the right answer, and the one the runtime should give.
+
+When the knowledge base holds the training queries as known phrasings (`curate.index_queries`,
+distill/data/faq_index.py), each row's candidates are retrieved with its own phrasing left
+out, as for a new query at serving time; otherwise its gold would always rank first.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def training_views(task: TaskSpec, row: dict[str, Any], cfg, seed: int, train: b
     from edge_runtime.retrieval import load_knowledge_base, render_candidates
 
     kb = load_knowledge_base(task.knowledge_base)
-    hits = kb.top_k(task.input_text(row), task.top_k)
+    hits = kb.top_k(task.input_text(row), task.top_k, held_out=True)  # its own phrasing left out, if indexed
     answer = row.get("answer")
     if cfg.none_when_missing and isinstance(answer, dict):
         gold = answer.get("faq_id")

@@ -1,6 +1,7 @@
 """`distill run` end to end through the real CLI on a tiny in-process model: every stage
 does its real job (dataset teacher, curation, LoRA training, evaluation, GGUF conversion
-and quantization, bundle) on a handful of real receipts."""
+and quantization, bundle) on a handful of real receipts, and on real FAQ queries whose
+knowledge base the run enriches and ships."""
 
 import json
 import subprocess
@@ -54,3 +55,31 @@ def test_run_end_to_end_then_resume_skips_everything(tmp_path, tiny_gemma_dir, q
     assert again.returncode == 0, again.stderr[-4000:]
     out = again.stdout + again.stderr
     assert out.count("up to date") == 6, out[-3000:]
+
+
+def test_faq_run_ships_the_knowledge_base_it_enriched(tmp_path, tiny_gemma_dir):
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "faq-support.yaml"
+    run_dir = tmp_path / "run"
+    args = ["run", str(recipe), "--run-dir", str(run_dir), "--set", f"student.model={tiny_gemma_dir}",
+            "--set", "data.split.train_size=40", "--set", "data.split.eval_size=4",
+            "--set", "student.training.max_steps=2", "--set", "student.training.batch_size=2",
+            "--set", "eval.predictors=[teacher,gguf]", "--set", "eval.max_new_tokens=8",
+            "--set", "eval.bootstrap_samples=50", "--set", "quantize.types=[q8_0+lora]"]
+    done = _distill(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    curated = [json.loads(l) for l in (run_dir / "curate/train.jsonl").read_text().splitlines()]
+    bundle = Path(json.loads((run_dir / "pack/record.json").read_text())["outputs"]["bundle"])
+    task = json.loads((bundle / "task.json").read_text())
+    shipped = [json.loads(l) for l in (bundle / task["knowledge_base"]).read_text().splitlines()]
+    phrasings = {q for e in shipped for q in e.get("queries", [])}
+    assert phrasings == {r["query"].strip() for r in curated if r["answer"]["faq_id"] != "none"}
+    evals = [json.loads(l) for l in (run_dir / "teach/eval.jsonl").read_text().splitlines()]
+    assert not phrasings & {r["query"].strip() for r in evals}
+    verified = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "verify", str(bundle)],
+                              capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # both evaluations retrieved from the enriched index the bundle ships, not the recipe's file
+    for metrics in (run_dir / "eval/metrics.json", run_dir / "quantize/eval/metrics.json"):
+        doc = json.loads(metrics.read_text())
+        assert Path(doc["task"]["knowledge_base"]) == (run_dir / "curate/knowledge_base.jsonl").resolve()
+        assert doc["n"] == 4

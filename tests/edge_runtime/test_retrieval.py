@@ -177,3 +177,37 @@ def test_known_phrasings_are_indexed_and_raise_recall(tmp_path):
     single.write_text('{"id": "a", "question": "Reset a router", "queries": "my wifi box is stuck"}\n'
                       '{"id": "b", "question": "Change a password"}\n')
     assert [i for i, _ in load_knowledge_base(single).top_k("wifi box stuck", 2)] == ["a"]
+
+
+def test_held_out_phrasing_scores_exactly_as_if_never_indexed():
+    """Leave-one-out is computed inside BM25 (term counts, lengths and idf all adjusted), so it
+    must equal an index rebuilt without that phrasing, score for score."""
+    kb = load_knowledge_base(FAQ)
+    queries = _queries()[:60]
+    known: dict[str, list[str]] = {}
+    for q in queries:
+        known.setdefault(q["faq_id"], []).append(q["query"])
+    enriched = kb.with_queries(known)
+    for q in queries[::7]:
+        without = kb.with_queries({f: [x for x in qs if x != q["query"]] for f, qs in known.items()})
+        got, want = enriched.top_k(q["query"], 10, held_out=True), without.top_k(q["query"], 10)
+        assert [i for i, _ in got] == [i for i, _ in want]
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-5)
+        # without held_out the query finds its own words: its entry is first with a higher score
+        own = enriched.top_k(q["query"], 10)
+        assert own[0][0] == q["faq_id"] and own[0][1] > dict(got).get(q["faq_id"], 0.0)
+    unknown = "how do I change the colour of my keyboard backlight"
+    assert enriched.top_k(unknown, 5, held_out=True) == enriched.top_k(unknown, 5)  # not indexed: nothing to remove
+
+
+def test_with_queries_adds_new_phrasings_and_writes_a_loadable_file(tmp_path):
+    kb = KnowledgeBase([FaqEntry("a", "Reset a router", ("Hold the button.",), ("router stuck",)),
+                        FaqEntry("b", "Change a password")])
+    more = kb.with_queries({"a": ["router stuck", "wifi box frozen", "wifi box frozen"], "b": ["new password"]})
+    assert more.get("a").queries == ("router stuck", "wifi box frozen") and more.get("b").queries == ("new password",)
+    assert kb.get("a").queries == ("router stuck",)  # the original is untouched
+    with pytest.raises(KeyError, match="zz"):
+        kb.with_queries({"zz": ["x"]})
+    back = load_knowledge_base(more.write(tmp_path / "kb.jsonl"))
+    assert back.entries == more.entries
+    assert [i for i, _ in back.top_k("wifi box frozen", 2)] == ["a"]
