@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictor", action="append", default=[],
                    help="teacher | base | student | gguf:<type, type+lora or path> | onnx:<fp32|int8|int4 or dir> | bnb:<nf4|int8>[:<dir>] | bundle:<dir> | hf:<dir> (repeatable; "
                         "default: the recipe's eval.predictors)")
-    p.add_argument("--data", type=Path, help="a data file in the recipe's input format (default: the eval split)")
+    p.add_argument("--data", type=Path, help="a data file in the recipe's input format, or a folder of scans with "
+                   "labels.jsonl beside them (read by the OCR front end); default: the eval split")
     p.add_argument("--out", type=Path, help="output directory (default: <run-dir>/eval-adhoc)")
     p = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"])
     p.add_argument("run_dir", type=Path)

@@ -46,3 +46,19 @@ def _empty_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     return empty
+
+
+def test_eval_reads_a_folder_of_scans_through_ocr(tmp_path):
+    """`distill eval --data FOLDER`: the scans are OCR'd and judged against labels.jsonl."""
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(SCAN, scans / "r1.jpg")
+    (scans / "labels.jsonl").write_text(json.dumps({"id": "r1", "fields": GOLD}) + "\n")
+    out = tmp_path / "out"
+    assert main(["eval", str(Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml"),
+                 "--run-dir", str(tmp_path / "run"), "--data", str(scans), "--predictor", "teacher",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 1 and metrics["predictors"]["teacher"]["headline"] == 1.0
+    row = json.loads((out / "teacher/predictions.jsonl").read_text().splitlines()[0])
+    assert row["id"] == "r1" and row["gold"] == GOLD
