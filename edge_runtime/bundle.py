@@ -135,6 +135,9 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
     _link_or_copy(model, tmp / model_name)
     if adapter is not None:
         _link_or_copy(Path(adapter), tmp / ADAPTER)
+    from edge_runtime.retrieval import export_knowledge_base
+
+    task = export_knowledge_base(task, tmp)  # a faq task's knowledge base travels in the bundle, named relatively
     (tmp / "task.json").write_text(task.to_json() + "\n", encoding="utf-8")
     _write_json(tmp / "schema.json", task.json_schema())
     gbnf = grammar_for(task)

@@ -70,6 +70,9 @@ def test_faq_run_ships_the_knowledge_base_it_enriched(tmp_path, tiny_gemma_dir):
     curated = [json.loads(l) for l in (run_dir / "curate/train.jsonl").read_text().splitlines()]
     bundle = Path(json.loads((run_dir / "pack/record.json").read_text())["outputs"]["bundle"])
     task = json.loads((bundle / "task.json").read_text())
+    assert task["knowledge_base"] == "knowledge_base.jsonl"  # inside the bundle, named relatively
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert "knowledge_base.jsonl" in json.dumps(manifest)  # covered by the sha256 sums
     shipped = [json.loads(l) for l in (bundle / task["knowledge_base"]).read_text().splitlines()]
     phrasings = {q for e in shipped for q in e.get("queries", [])}
     assert phrasings == {r["query"].strip() for r in curated if r["answer"]["faq_id"] != "none"}
