@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -55,9 +56,12 @@ class BM25:
                 self.tf[i, self.vocab[tok]] += 1
         self.doc_len = self.tf.sum(axis=1)
         self.avg_len = float(self.doc_len.mean()) or 1.0
-        n_docs = len(docs)
-        df = (self.tf > 0).sum(axis=0)
-        self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self.idf = self._idf(self.tf)
+
+    @staticmethod
+    def _idf(tf: np.ndarray) -> np.ndarray:
+        df = (tf > 0).sum(axis=0)
+        return np.log1p((tf.shape[0] - df + 0.5) / (df + 0.5)).astype(np.float32)
 
     def scores(self, query: list[str], remove: tuple[int, list[str]] | None = None) -> np.ndarray:
         """One score per document; 0 for documents sharing no term with the query.
@@ -71,14 +75,12 @@ class BM25:
         tf, idf, doc_len, avg_len = self.tf[:, cols], self.idf[cols], self.doc_len, self.avg_len
         if remove is not None and remove[1]:
             doc, tokens = remove
+            counts = Counter(tokens)
             tf, doc_len = tf.copy(), doc_len.copy()
-            for j, col in enumerate(cols):
-                tf[doc, j] = max(0.0, self.tf[doc, col] - sum(self.vocab.get(t) == col for t in tokens))
+            tf[doc] = np.maximum(0.0, tf[doc] - np.array([counts[t] for t in query if t in self.vocab], dtype=np.float32))
             doc_len[doc] -= len(tokens)
             avg_len = float(doc_len.mean()) or 1.0
-            n_docs = tf.shape[0]
-            df = (tf > 0).sum(axis=0)
-            idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+            idf = self._idf(tf)  # df over the query's columns, with the removed tokens gone
         norm = self.k1 * (1 - self.b + self.b * doc_len / avg_len)
         return (idf * tf * (self.k1 + 1) / (tf + norm[:, None])).sum(axis=1)
 
@@ -142,13 +144,11 @@ class KnowledgeBase:
         leaving it out gives the condition of a new query, whose own words are never there."""
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
-        remove = None
-        if held_out and (owner := self._phrasing_owner.get(query.strip())) is not None:
-            remove = (owner, tokenize(query))
-        scores = self._bm25.scores(tokenize(query), remove=remove)
+        tokens = tokenize(query)
+        owner = self._phrasing_owner.get(query.strip()) if held_out else None
+        scores = self._bm25.scores(tokens, remove=None if owner is None else (owner, tokens))
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.entries[i].id, float(scores[i])) for i in order if scores[i] > 0]
-
 
     def with_queries(self, phrasings: dict[str, list[str]]) -> "KnowledgeBase":
         """A copy whose entries also carry `phrasings[faq_id]` as known phrasings (new ones

@@ -35,6 +35,6 @@ def build_known_phrasings(recipe, kept: list[dict[str, Any]], out_dir: Path) -> 
             phrasings[faq_id].append(task.input_text(row).strip())
     enriched = kb.with_queries(dict(phrasings))
     enriched.write(Path(out_dir) / KB_NAME)
-    added = sum(len(e.queries) for e in enriched.entries) - sum(len(e.queries) for e in kb.entries)
+    added = sum(len(new.queries) - len(old.queries) for new, old in zip(enriched.entries, kb.entries))
     return {"knowledge_base": f"{Path(out_dir).name}/{KB_NAME}", "known_phrasings_added": added,
             "entries_with_phrasings": sum(bool(e.queries) for e in enriched.entries)}

@@ -278,13 +278,13 @@ def evaluate_command(recipe, run_dir: Path, predictors: list[str], data: Path | 
     specs = predictors or [p for p in recipe.eval.predictors if p != "gguf"] + (
         [f"gguf:{t}" for t in recipe.quantize.types] if "gguf" in recipe.eval.predictors else [])
     try:
-        if data is not None and Path(data).is_dir():  # a folder of scans: through the OCR front end
-            from distill.data.images import read_image_folder
-
-            rows = read_image_folder(data, recipe.task.input_field)
-        elif data is not None:
-            rows = read_rows(data, recipe.data.id_field)
         if data is not None:
+            if Path(data).is_dir():  # a folder of scans: through the OCR front end
+                from distill.data.images import read_image_folder
+
+                rows = read_image_folder(data, recipe.task.input_field)
+            else:
+                rows = read_rows(data, recipe.data.id_field)
             for row in rows:
                 gold = as_answer(recipe.task, row.get(recipe.data.answer_field)) if recipe.data.answer_field else None
                 row["gold"] = gold
