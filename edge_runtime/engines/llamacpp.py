@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.engines.decoding import DecodeSettings, SchemaDecoder, grammar_from_schema
 from edge_runtime.predictor import Prediction
 from edge_runtime.task import TaskSpec
+
+DECODERS = ("schema", "llama-grammar")
 
 
 def load_llama(path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 0, **kwargs):
@@ -184,6 +187,10 @@ class PrefixState:
 class LlamaCppPredictor:
     """Answers a task with a GGUF. Thread-safe: one request at a time per model.
 
+    `decoder`: "schema" (default) decodes with `engines.decoding.SchemaDecoder`: llguidance's
+    token masks, forced tokens in one pass, prompt-lookup speculation per `decoding`;
+    "llama-grammar" is llama.cpp's own GBNF sampler (from `grammar_text` or the schema), kept
+    as the reference that benchmarks and quality comparisons measure the new path against.
     `prefix_reuse` keeps the task's fixed prompt prefix evaluated once (PrefixState);
     `confidence` records token probabilities so the answer carries a confidence
     (see edge_runtime.router.answer_confidence).
@@ -192,23 +199,42 @@ class LlamaCppPredictor:
     def __init__(self, gguf_path: str | Path, task: TaskSpec, name: str = "gguf", n_ctx: int = 2048,
                  max_new_tokens: int = 160, n_threads: int | None = None, llm: Any = None,
                  prefix_reuse: bool = True, confidence: bool = True, grammar_text: str | None = None,
-                 lora_path: str | Path | None = None):
-        from llama_cpp import LlamaGrammar
-
+                 lora_path: str | Path | None = None, decoder: str = "schema",
+                 decoding: DecodeSettings | dict[str, Any] | None = None):
         self.name, self.task, self.path = name, task, Path(gguf_path)
         self.max_new_tokens = max_new_tokens
         self.lora_path = Path(lora_path) if lora_path else None  # a GGUF LoRA adapter applied at run time
         if self.lora_path is not None and not self.lora_path.is_file():
             raise FileNotFoundError(f"LoRA adapter GGUF not found: {self.lora_path}")
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
         self.llm = llm or load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, **extra)
-        if grammar_text:
-            self.grammar = LlamaGrammar.from_string(grammar_text, verbose=False)
+        self.grammar = None
+        self.decoder: SchemaDecoder | None = None
+        if decoder == "schema":
+            if not isinstance(decoding, DecodeSettings):
+                decoding = DecodeSettings.for_task(task.kind, decoding)
+            self.decoder = SchemaDecoder(self.llm, grammar_from_schema(task.json_schema()), decoding)
         else:
-            self.grammar = LlamaGrammar.from_json_schema(json.dumps(task.json_schema()), verbose=False)
+            from llama_cpp import LlamaGrammar
+
+            self.grammar = (LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text
+                            else LlamaGrammar.from_json_schema(json.dumps(task.json_schema()), verbose=False))
         self.prefix_reuse, self.confidence = prefix_reuse, confidence
         self.prefix = PrefixState(self.llm, task_prefix(task)) if prefix_reuse else None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_bundle(cls, bundle: Any, name: str = "gguf", n_threads: int | None = None, prefix_reuse: bool = True,
+                    decoding: dict[str, Any] | None = None, **kwargs: Any) -> "LlamaCppPredictor":
+        """A verified bundle's model with its own generation settings: what `serve`, `predict` and
+        `distill eval bundle:` run. `decoding` overrides the bundle's decoding settings (serve flags)."""
+        gen = bundle.generation
+        return cls(bundle.model_path, bundle.task, name=name, n_ctx=int(gen.get("n_ctx", 2048)),
+                   max_new_tokens=int(gen.get("max_new_tokens", 160)), n_threads=n_threads,
+                   grammar_text=bundle.grammar, prefix_reuse=prefix_reuse, lora_path=bundle.adapter_path,
+                   decoding={**(gen.get("decoding") or {}), **(decoding or {})}, **kwargs)
 
     def close(self) -> None:
         """Free the model now; llama.cpp's own finaliser can fail at interpreter exit."""
@@ -263,42 +289,51 @@ class LlamaCppPredictor:
     def predict(self, example: dict[str, Any], context: str = "", timeout_s: float | None = None) -> Prediction:
         prompt = self.task.render_prompt(example, context=context)
         start = time.perf_counter()
-        probs = TokenProbs() if self.confidence else None
         with self._lock:
             deadline = Deadline(timeout_s) if timeout_s else None
             if self.prefix is not None:
                 self.prefix.ensure()
             else:
                 self.llm.reset()  # the fair baseline: nothing carried over between requests
-            out = self.llm(prompt, max_tokens=self.max_new_tokens, temperature=0.0, grammar=self.grammar,
-                           logits_processor=[probs] if probs is not None else None, stopping_criteria=_stopping(deadline))
+            if self.decoder is not None:
+                tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+                res = self.decoder.generate(tokens, self.max_new_tokens, confidence=self.confidence, deadline=deadline)
+                text, finish, n_prompt, n_out = res.text, res.finish_reason, len(tokens), len(res.tokens)
+                token_probs, ends = res.probs, res.piece_ends
+            else:
+                text, finish, n_prompt, n_out, token_probs, ends = self._predict_llama_grammar(prompt, deadline)
             if deadline is not None:
                 deadline.check()
-            if probs is not None:
-                probs.finish(None)  # the token that ended generation is not part of the answer
         latency = time.perf_counter() - start
-        text = out["choices"][0]["text"]
-        usage = out.get("usage", {})
         answer, problems = self.task.parse(text)
-        if answer is None and out["choices"][0].get("finish_reason") == "length":
+        if answer is None and finish == "length":
             problems.append(f"output cut at max_new_tokens={self.max_new_tokens}")
-        pred = Prediction(
-            answer=answer,
-            raw=text,
-            problems=problems,
-            latency_s=latency,
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-        )
-        if probs is not None and answer is not None:
+        pred = Prediction(answer=answer, raw=text, problems=problems, latency_s=latency,
+                          prompt_tokens=n_prompt, completion_tokens=n_out)
+        if self.decoder is not None:
+            pred.extra["decode"] = res.stats.to_dict()
+        if self.confidence and answer is not None:
             from edge_runtime.router import answer_confidence
 
-            ends = [len(self.llm.detokenize(probs.tokens[: i + 1])) for i in range(len(probs.tokens))]
             parts: dict[str, Any] = {}
             pred.confidence, pred.extra["field_confidence"] = answer_confidence(
-                self.task, example, answer, text, ends, probs.probs, parts=parts)
+                self.task, example, answer, text, ends, token_probs, parts=parts)
             pred.extra["confidence_parts"] = parts
         return pred
+
+    def _predict_llama_grammar(self, prompt: str, deadline: Deadline | None):
+        """llama.cpp's GBNF sampler with a Python softmax per token: the old path, for comparison."""
+        probs = TokenProbs() if self.confidence else None
+        out = self.llm(prompt, max_tokens=self.max_new_tokens, temperature=0.0, grammar=self.grammar,
+                       logits_processor=[probs] if probs is not None else None, stopping_criteria=_stopping(deadline))
+        if probs is not None:
+            probs.finish(None)  # the token that ended generation is not part of the answer
+        usage = out.get("usage", {})
+        choice = out["choices"][0]
+        tokens = probs.tokens if probs is not None else []
+        ends = [len(self.llm.detokenize(tokens[: i + 1])) for i in range(len(tokens))]
+        return (choice["text"], choice.get("finish_reason"), usage.get("prompt_tokens", 0),
+                usage.get("completion_tokens", 0), probs.probs if probs is not None else [], ends)
 
 
 def task_prefix(task: TaskSpec) -> str:
