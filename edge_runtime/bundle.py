@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.engines.decoding import DecodeSettings
 from edge_runtime.task import TaskSpec
 
 FORMAT = "edge-distill-bundle"
@@ -146,6 +147,7 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
     _write_json(tmp / "generation.json", {
         "temperature": 0.0, "max_new_tokens": max_new_tokens, "n_ctx": n_ctx, "parallel": parallel,
         "confidence_threshold": confidence_threshold, "prefix_reuse": True, "teacher": teacher or None,
+        "decoding": DecodeSettings.for_task(task.kind).to_dict(),
     })
     facts = tokenizer_facts(model)
     if template is not None and Path(template).is_file():

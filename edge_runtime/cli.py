@@ -57,8 +57,25 @@ def _serve(a) -> int:
 
     serve(a.bundle, host=a.host, port=a.port, api_key=a.api_key, max_queue=a.max_queue, timeout_s=a.timeout,
           max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
-          n_threads=a.threads, request_timeout_s=a.request_timeout or None)
+          n_threads=a.threads, request_timeout_s=a.request_timeout or None, decoding=_decoding_flags(a))
     return 0
+
+
+def _decoding_flags(a) -> dict:
+    """Serve/predict flags that override the bundle's decoding settings."""
+    out = {}
+    if a.speculate is not None:
+        out["speculate"] = a.speculate
+    if a.draft_max is not None:
+        out["draft_max"] = a.draft_max
+    return out
+
+
+def _add_decoding_flags(s) -> None:
+    s.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
+                   help="prompt-lookup speculation on or off (default: the bundle's generation.json)")
+    s.add_argument("--draft-max", type=int, default=None, metavar="N",
+                   help="tokens drafted from the prompt per verifying pass (default: the bundle's)")
 
 
 def _predict(a) -> int:
@@ -76,9 +93,7 @@ def _predict(a) -> int:
         example = {task.input_field: Path(a.input[1:]).read_text() if a.input.startswith("@") else a.input}
     else:
         example = {task.input_field: sys.stdin.read()}
-    pred = LlamaCppPredictor(b.model_path, task, n_ctx=int(b.generation.get("n_ctx", 2048)),
-                             max_new_tokens=int(b.generation.get("max_new_tokens", 160)), grammar_text=b.grammar,
-                             n_threads=a.threads, lora_path=b.adapter_path)
+    pred = LlamaCppPredictor.from_bundle(b, n_threads=a.threads, decoding=_decoding_flags(a))
     try:
         p = pred.predict(example)
     finally:
@@ -148,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher-url", default=None, help="OpenAI-compatible teacher for escalation")
     s.add_argument("--teacher-model", default=None)
     s.add_argument("--threads", type=int, default=None)
+    _add_decoding_flags(s)
     s.set_defaults(fn=_serve)
 
     s = sub.add_parser("predict", help="answer one input (text, @file or --image photo) with a bundle")
@@ -155,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", help="the task input text, or @path to read it from a file")
     s.add_argument("--image", help="a receipt/invoice photo, read with OCR")
     s.add_argument("--threads", type=int, default=None)
+    _add_decoding_flags(s)
     s.set_defaults(fn=_predict)
 
     s = sub.add_parser("bench", help="measure tokens/s vs raw llama-cpp-python and latency with/without prefix reuse")

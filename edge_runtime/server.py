@@ -128,13 +128,28 @@ class Metrics:
         self.queue = Gauge("edge_queue_depth", "requests waiting for or holding a slot", registry=r)
         self.timeouts = Counter("edge_timeouts", "requests stopped by a timeout: queue wait or generation",
                                 ["kind"], registry=r)
+        self.answer_tokens = Counter("edge_answer_tokens", "task answer tokens by how they were decided: forced by "
+                                     "the schema, copied (drafted from the prompt and verified) or sampled", ["source"], registry=r)
+        self.draft_tokens = Counter("edge_draft_tokens", "prompt-lookup draft tokens, proposed and accepted",
+                                    ["outcome"], registry=r)
+        self.acceptance = Gauge("edge_draft_acceptance_ratio", "accepted / proposed draft tokens since start", registry=r)
         self._valid = self._total = 0
+        self._proposed = self._accepted = 0
 
-    def answer(self, valid: bool) -> None:
+    def answer(self, valid: bool, decode: dict[str, Any] | None = None) -> None:
         self._total += 1
         self._valid += int(valid)
         self.answers.labels(valid=str(valid).lower()).inc()
         self.valid_rate.set(self._valid / self._total)
+        if decode:
+            for source in ("forced", "copied", "sampled"):
+                self.answer_tokens.labels(source=source).inc(decode.get(source, 0))
+            self.draft_tokens.labels(outcome="proposed").inc(decode.get("drafted", 0))
+            self.draft_tokens.labels(outcome="accepted").inc(decode.get("copied", 0))
+            self._proposed += decode.get("drafted", 0)
+            self._accepted += decode.get("copied", 0)
+            if self._proposed:
+                self.acceptance.set(self._accepted / self._proposed)
 
 
 # ---- slots and the bounded queue ---------------------------------------------------
@@ -230,10 +245,12 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                timeout_s: float = 120.0, max_body_bytes: int = DEFAULT_MAX_BODY, parallel: int | None = None,
                teacher_url: str | None = None, teacher_model: str | None = None, n_threads: int | None = None,
                prefix_reuse: bool = True, max_tokens_cap: int | None = None,
-               request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT) -> FastAPI:
+               request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT,
+               decoding: dict[str, Any] | None = None) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
-    the queue wait timeout (seconds to wait for a free slot); `request_timeout_s` the
+    the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
+    decoding settings (speculation, draft length); `request_timeout_s` the
     generation timeout (seconds one request may generate once it holds a slot; None: no
     limit). Both are read per request from `app.state.slots.timeout_s` and
     `app.state.request_timeout_s`."""
@@ -243,12 +260,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         bundle = load_bundle(bundle)
     task, gen = bundle.task, bundle.generation
     n_slots = parallel or int(gen.get("parallel", 1))
-    predictors = [
-        LlamaCppPredictor(bundle.model_path, task, name=f"slot{i}", n_ctx=int(gen.get("n_ctx", 2048)),
-                          max_new_tokens=int(gen.get("max_new_tokens", 160)), n_threads=n_threads,
-                          grammar_text=bundle.grammar, prefix_reuse=prefix_reuse, lora_path=bundle.adapter_path)
-        for i in range(n_slots)
-    ]
+    predictors = [LlamaCppPredictor.from_bundle(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
+                                                decoding=decoding) for i in range(n_slots)]
     metrics = Metrics()
     router = Router(task, float(gen.get("confidence_threshold", 0.5)), _teacher_from(bundle, teacher_url, teacher_model))
     slots = Slots(predictors, max_queue, timeout_s, metrics)
@@ -382,7 +395,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         example, extra = await _task_input(request)
         pred = await in_slot(lambda slot, *a: slot.predict(*a), example, extra.pop("context", ""),
                              app.state.request_timeout_s, too_long="the input is too long for this bundle's context")
-        metrics.answer(pred.valid)
+        metrics.answer(pred.valid, pred.extra.get("decode"))
         _count_tokens({"prompt_tokens": pred.prompt_tokens, "completion_tokens": pred.completion_tokens})
         before = (router.stats.escalations, router.stats.teacher_failures, router.stats.cost_usd)
         body = await asyncio.to_thread(router.route, example, pred)

@@ -202,10 +202,7 @@ def _bundle(path: Path, recipe, name: str) -> Built:
         bundle = load_bundle(path)
     except (BundleError, FileNotFoundError) as exc:
         raise PredictorUnavailable(f"bundle {path} refused: {exc}") from exc
-    gen = bundle.generation
-    pred = LlamaCppPredictor(bundle.model_path, bundle.task, name=name, n_ctx=gen.get("n_ctx", recipe.target.n_ctx),
-                             max_new_tokens=gen.get("max_new_tokens", recipe.eval.max_new_tokens),
-                             grammar_text=bundle.grammar, lora_path=bundle.adapter_path)
+    pred = LlamaCppPredictor.from_bundle(bundle, name=name)
     return Built(name, f"bundle:{path}", pred, "self-hosted", pred.size_bytes,
                  model=str(bundle.model_path), facts={"engine": "llama.cpp", "bundle": str(path)})
 
