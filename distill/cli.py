@@ -25,6 +25,8 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set student.training.max_steps=2 (repeatable)")
     p.add_argument("--run-dir", type=Path, help="run directory (default: runs/<recipe name>)")
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="also show the libraries' own warnings, logs and progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distil a teacher into a small student: " + "; ".join(f"{k}" for k in COMMANDS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the libraries' own warnings, logs and progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"])
     _recipe_args(p)
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from distill.progress import quiet_libraries
+
+    quiet_libraries(args.verbose)
     try:
         return _dispatch(args)
     except RecipeError as exc:

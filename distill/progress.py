@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -17,6 +20,23 @@ from rich.progress import (
 )
 
 console = Console(stderr=True, log_path=False)
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep library chatter off the terminal, which carries our bars and tables: FutureWarnings
+    and DeprecationWarnings, tqdm bars (datasets' map steps, transformers' "Loading weights"),
+    transformers' advisory logs, bitsandbytes' kernel notices. `--verbose` keeps them all.
+    Environment variables the user set themselves win."""
+    if verbose:
+        return
+    for key, value in (("TQDM_DISABLE", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                       ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error"),
+                       ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("bitsandbytes", "transformers", "datasets", "accelerate", "peft", "trl", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def progress(**extra) -> Progress:

@@ -24,13 +24,15 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def bench_inputs(task, n: int, data: str | Path | None = None) -> list[dict[str, Any]]:
-    """Task inputs: rows of a JSONL file (default data/sroie/receipts.jsonl if present)."""
+    """Task inputs: rows of a JSONL or CSV file (default data/sroie/receipts.jsonl if present)."""
+    import csv
+
     path = Path(data) if data else Path("data/sroie/receipts.jsonl")
     rows: list[dict[str, Any]] = []
     if path.is_file():
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line)
+        with open(path, encoding="utf-8", newline="") as fh:
+            source = csv.DictReader(fh) if path.suffix == ".csv" else (json.loads(line) for line in fh if line.strip())
+            for row in source:
                 if task.input_field in row:
                     rows.append({task.input_field: row[task.input_field]})
                 if len(rows) >= n:

@@ -26,7 +26,8 @@ from distill.progress import Bar, console
 
 
 class PeakMemory:
-    """Peak resident memory of this process while a predictor loads and runs (sampled)."""
+    """Resident memory of this process before (`start`) and at its peak while a predictor loads
+    and runs (sampled)."""
 
     def __init__(self, interval_s: float = 0.05):
         self.interval, self.peak, self._stop = interval_s, 0, threading.Event()
@@ -154,6 +155,10 @@ def summarise(recipe, built: Built, rows: list[dict], recs: list[dict], teacher:
     decode = sum(r["extra"].get("decode_s", 0) for r in recs)
     prompt_tok = sum(r["extra"].get("prefill_tokens", r["prompt_tokens"]) for r in recs)
     gen_tok = sum(r["extra"].get("decode_tokens", r["completion_tokens"]) for r in recs)
+    if recs and all("decode" in r["extra"] for r in recs):  # the schema decoder: every answer token
+        # counts (forced and copied ones too), over the time after the prompt's pass
+        gen_tok = sum(r["completion_tokens"] for r in recs)
+        decode = sum(r["latency_s"] - r["extra"]["decode"]["prompt_s"] for r in recs)
     price_in, price_out, price_src = costs.teacher_prices(recipe)
     paid = [r["cost_usd"] for r in recs if r["cost_usd"]]
     cost = costs.predictor_cost(
@@ -187,7 +192,10 @@ def summarise(recipe, built: Built, rows: list[dict], recs: list[dict], teacher:
         "mean_prompt_tokens": mean([r["prompt_tokens"] for r in recs]),
         "mean_completion_tokens": mean([r["completion_tokens"] for r in recs]),
         "tokens_estimated": any(r["extra"].get("tokens_estimated") for r in recs),
-        "peak_rss_bytes": memory.peak if memory and timed else None,
+        # what this predictor added to the evaluating process (its peak minus the resident memory
+        # before it loaded): earlier predictors' memory is not charged to it
+        "peak_rss_bytes": memory.peak - memory.start if memory and timed else None,
+        "process_peak_rss_bytes": memory.peak if memory and timed else None,
         "load_s": load_s,
         "size_bytes": built.size_bytes,
         "hosting": built.hosting,

@@ -122,7 +122,7 @@ def with_ci(v: float | None, ci: list[float] | None) -> str:
 
 def overview_rows(model: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["predictor", "headline (95% CI)", "exact match", "valid JSON", "agreement w/ teacher",
-            "p50 latency", "p95 latency", "gen tok/s", "size", "peak memory", "$ / 1k requests"]
+            "p50 latency", "p95 latency", "gen tok/s", "size", "memory added", "$ / 1k requests"]
     rows = []
     for name, p in model["predictors"].items():
         rows.append([name, with_ci(p.get("headline"), p.get("headline_ci")), fmt(p.get("exact_match")),
@@ -209,8 +209,9 @@ def assumption_lines(model: dict[str, Any]) -> list[str]:
     ]
     if eco.get("one_time_usd") is not None:
         lines.append(f"One-time distillation cost (labelling): {fmt(eco['one_time_usd'], 'usd')} ({eco.get('one_time_basis')}).")
-    lines.append("Peak memory: the evaluating process's peak resident memory while that predictor loaded and ran "
-                 "(predictors run one after another in one process).")
+    lines.append("Memory added: the resident memory a predictor added to the evaluating process while it loaded "
+                 "and ran (its peak minus the process's memory just before it loaded; predictors run one after "
+                 "another in one process, so earlier ones are not charged to it).")
     lines.append("Hybrid confidence: the model's token probabilities where it has them; for llama.cpp extraction, "
                  "the share of answer values found in the input text; an invalid answer always goes to the teacher.")
     return [l for l in lines if l]

@@ -15,6 +15,7 @@ def test_quickstart_on_the_real_270m(tmp_path, quickstart_recipe):
         sys.executable, "-m", "distill.cli", "run", str(quickstart_recipe), "--run-dir", str(run_dir),
         "--set", "data.split.train_size=8", "--set", "data.split.eval_size=3",
         "--set", "student.training.max_steps=2", "--set", "eval.max_new_tokens=96", "--set", "eval.bootstrap_samples=50",
+        "--set", "eval.predictors=[teacher,base,student,gguf]",
     ]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
