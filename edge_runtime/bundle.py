@@ -200,8 +200,12 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
         if p.is_file():
             evals[name] = json.loads(p.read_text())
     evals["artifact"] = qtype
+    from edge_runtime.router import strip_userinfo
+
     teacher = recipe.get("teacher") or {}
     esc = {k: teacher[k] for k in ("base_url", "model") if teacher.get(k)} or None
+    if esc and esc.get("base_url"):  # a suggestion for the operator; never credentials on disk
+        esc["base_url"] = strip_userinfo(str(esc["base_url"]))
     if esc and teacher.get("api_key_env"):
         esc["api_key_env"] = teacher["api_key_env"]
     max_new = (recipe.get("eval") or {}).get("max_new_tokens", 160)
