@@ -114,9 +114,9 @@ def retrieval_evidence(task: TaskSpec, example: dict[str, Any], faq_id: str) -> 
         return None
     import numpy as np
 
-    from edge_runtime.retrieval import load_knowledge_base, tokenize
+    from edge_runtime.retrieval import tokenize
 
-    kb = load_knowledge_base(task.knowledge_base)
+    kb = task.knowledge()
     query = tokenize(task.input_text(example))
     scores = kb._bm25.scores(query)
     order = np.argsort(-scores, kind="stable")
