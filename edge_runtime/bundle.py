@@ -123,10 +123,8 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
         raise FileNotFoundError(f"model not found: {model}")
     if adapter is not None and not Path(adapter).is_file():
         raise FileNotFoundError(f"LoRA adapter not found: {adapter}")
-    if out_dir.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
-        shutil.rmtree(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
     prof = get_profile(profile, profiles_file)
     fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel, extra_weights_bytes=Path(adapter).stat().st_size if adapter else 0)
     tmp = out_dir.with_name(out_dir.name + ".partial")
@@ -161,8 +159,25 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
         _write_json(tmp / "ocr.json", ocr_note())
     write_manifest(tmp, {"model": model_name, **({"adapter": ADAPTER} if adapter is not None else {}),
                          "task": task.name, "kind": task.kind, "profile": profile, "fits": fitted.fits})
-    tmp.rename(out_dir)
+    _replace_dir(tmp, out_dir)
     return out_dir
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Put the finished `new` at `dest`; an old bundle there is removed only once the new one
+    is complete, so a failed `pack --overwrite` leaves the old bundle as it was."""
+    if not dest.exists():
+        new.rename(dest)
+        return
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    dest.rename(old)
+    try:
+        new.rename(dest)
+    except OSError:
+        old.rename(dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False, qtype: str | None = None) -> Path:
@@ -278,10 +293,15 @@ def to_tar(bundle_dir: Path, tar_path: Path, overwrite: bool = False) -> Path:
     if tar_path.exists() and not overwrite:
         raise FileExistsError(f"{tar_path} exists; pass --overwrite to replace it")
     verify(bundle_dir)
-    with tarfile.open(tar_path, "w") as tar:
-        for path in sorted(Path(bundle_dir).rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=path.relative_to(bundle_dir).as_posix())
+    tmp = tar_path.with_name(tar_path.name + ".partial")
+    try:  # written aside and renamed: an old archive stays whole until the new one is
+        with tarfile.open(tmp, "w") as tar:
+            for path in sorted(Path(bundle_dir).rglob("*")):
+                if path.is_file():
+                    tar.add(path, arcname=path.relative_to(bundle_dir).as_posix())
+        tmp.replace(tar_path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return tar_path
 
 

@@ -134,3 +134,18 @@ def test_a_hostile_archive_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(BundleError, match="escape"):
         load_bundle(evil)
     assert list((cache / "bundles").iterdir()) == []
+
+
+def test_a_failed_pack_overwrite_keeps_the_old_bundle(tmp_path, gemma_gguf):
+    from edge_runtime.bundle import pack_run
+    from tests.edge_runtime.conftest import SENTIMENT, make_run_dir
+
+    run = make_run_dir(tmp_path, gemma_gguf, SENTIMENT)
+    out = pack_run(run, "router-8gb", tmp_path / "out")
+    before = verify(out)["files"]
+    with pytest.raises(KeyError, match="no-such-device"):
+        pack_run(run, "no-such-device", out, overwrite=True)  # fails after the old code deleted `out`
+    assert verify(out)["files"] == before
+    again = pack_run(run, "edge-box", out, overwrite=True)
+    assert load_bundle(again).manifest["profile"] == "edge-box"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", run.name])
