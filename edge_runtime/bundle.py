@@ -123,10 +123,8 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
         raise FileNotFoundError(f"model not found: {model}")
     if adapter is not None and not Path(adapter).is_file():
         raise FileNotFoundError(f"LoRA adapter not found: {adapter}")
-    if out_dir.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
-        shutil.rmtree(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
     prof = get_profile(profile, profiles_file)
     fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel, extra_weights_bytes=Path(adapter).stat().st_size if adapter else 0)
     tmp = out_dir.with_name(out_dir.name + ".partial")
@@ -161,8 +159,25 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
         _write_json(tmp / "ocr.json", ocr_note())
     write_manifest(tmp, {"model": model_name, **({"adapter": ADAPTER} if adapter is not None else {}),
                          "task": task.name, "kind": task.kind, "profile": profile, "fits": fitted.fits})
-    tmp.rename(out_dir)
+    _replace_dir(tmp, out_dir)
     return out_dir
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Put the finished `new` at `dest`; an old bundle there is removed only once the new one
+    is complete, so a failed `pack --overwrite` leaves the old bundle as it was."""
+    if not dest.exists():
+        new.rename(dest)
+        return
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    dest.rename(old)
+    try:
+        new.rename(dest)
+    except OSError:
+        old.rename(dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False, qtype: str | None = None) -> Path:
@@ -200,8 +215,12 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
         if p.is_file():
             evals[name] = json.loads(p.read_text())
     evals["artifact"] = qtype
+    from edge_runtime.router import strip_userinfo
+
     teacher = recipe.get("teacher") or {}
     esc = {k: teacher[k] for k in ("base_url", "model") if teacher.get(k)} or None
+    if esc and esc.get("base_url"):  # a suggestion for the operator; never credentials on disk
+        esc["base_url"] = strip_userinfo(str(esc["base_url"]))
     if esc and teacher.get("api_key_env"):
         esc["api_key_env"] = teacher["api_key_env"]
     max_new = (recipe.get("eval") or {}).get("max_new_tokens", 160)
@@ -232,8 +251,11 @@ def verify(bundle_dir: Path, check_hashes: bool = True) -> dict[str, Any]:
         raise BundleError(f"{mpath}: manifest.json missing; this is not a bundle (make one with `edge-runtime pack`)")
     try:
         manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mpath}: must be a JSON object with format, format_version and files "
+                          f"(it is a {type(manifest).__name__}); re-pack with `edge-runtime pack`")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{mpath}: unknown bundle format {manifest.get('format')!r} version "
                           f"{manifest.get('format_version')!r}; this runtime reads {FORMAT} v{FORMAT_VERSION}: upgrade edge-runtime or re-pack")
@@ -241,6 +263,9 @@ def verify(bundle_dir: Path, check_hashes: bool = True) -> dict[str, Any]:
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{mpath}: lists no files")
     for rel, info in files.items():
+        if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or not isinstance(info.get("sha256"), str):
+            raise BundleError(f"{mpath}: files[{rel!r}] must be an object with \"sha256\" and \"bytes\" "
+                              f"(it is {json.dumps(info)[:80]}); re-pack with `edge-runtime pack`")
         path = _inside(root, rel)
         if not path.is_file():
             raise BundleError(f"{rel}: listed in the manifest but missing from {root}")
@@ -254,6 +279,9 @@ def verify(bundle_dir: Path, check_hashes: bool = True) -> dict[str, Any]:
             raise BundleError(f"{rel}: links are not allowed in a bundle")
         if path.is_file() and rel != MANIFEST and rel not in files:
             raise BundleError(f"{rel}: extra file not in the manifest; remove it or re-pack")
+    for key in ("model", "adapter"):
+        if key in manifest and not isinstance(manifest[key], str):
+            raise BundleError(f"{mpath}: {key!r} must name a file (a string); re-pack with `edge-runtime pack`")
     for need in ("task.json", "generation.json", manifest.get("model", ""), *([manifest["adapter"]] if manifest.get("adapter") else [])):
         if need not in files:
             raise BundleError(f"{need or 'model'}: required file not in the manifest")
@@ -265,16 +293,25 @@ def to_tar(bundle_dir: Path, tar_path: Path, overwrite: bool = False) -> Path:
     if tar_path.exists() and not overwrite:
         raise FileExistsError(f"{tar_path} exists; pass --overwrite to replace it")
     verify(bundle_dir)
-    with tarfile.open(tar_path, "w") as tar:
-        for path in sorted(Path(bundle_dir).rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=path.relative_to(bundle_dir).as_posix())
+    tmp = tar_path.with_name(tar_path.name + ".partial")
+    try:  # written aside and renamed: an old archive stays whole until the new one is
+        with tarfile.open(tmp, "w") as tar:
+            for path in sorted(Path(bundle_dir).rglob("*")):
+                if path.is_file():
+                    tar.add(path, arcname=path.relative_to(bundle_dir).as_posix())
+        tmp.replace(tar_path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return tar_path
 
 
 def extract_tar(tar_path: Path, dest: Path | None = None) -> Path:
-    """Unpack a bundle archive, refusing members that are links or escape the bundle."""
-    dest = Path(dest or tempfile.mkdtemp(prefix="edge-bundle-"))
+    """Unpack a bundle archive, refusing members that are links or escape the bundle. Without
+    `dest`, into the content-addressed cache (`cached_extract`): loading the same archive
+    again reuses that copy instead of leaving another one in the temp directory."""
+    if dest is None:
+        return cached_extract(tar_path)
+    dest = Path(dest)
     with tarfile.open(tar_path) as tar:
         for member in tar.getmembers():
             if not (member.isfile() or member.isdir()):
@@ -284,13 +321,52 @@ def extract_tar(tar_path: Path, dest: Path | None = None) -> Path:
     return dest
 
 
+def bundle_cache() -> Path:
+    """Where archives are unpacked: `<cache>/bundles/<sha256 of the archive>` (EDGE_DISTILL_CACHE)."""
+    from edge_runtime.cache import cache_dir
+
+    return cache_dir() / "bundles"
+
+
+def cached_extract(tar_path: Path) -> Path:
+    """The archive unpacked once per content: a directory named by the archive's sha256,
+    written under a temporary name and renamed into place when complete, so a reader never
+    sees half of it and an interrupted unpack leaves only a `.partial` directory that the
+    next unpack removes. Whatever is there is still verified against its manifest on load."""
+    digest = sha256_file(Path(tar_path))
+    root = bundle_cache()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / digest
+    if final.is_dir():
+        return final
+    for stale in root.glob(f"{digest}.partial-*"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{digest}.partial-", dir=root))
+    try:
+        extract_tar(tar_path, tmp)
+        try:
+            tmp.rename(final)
+        except OSError:  # another process finished first: keep its copy
+            if not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
 @dataclass
 class Bundle:
+    """A verified bundle. Its small files (task, knowledge base, generation settings, grammar)
+    were read once at load, from bytes checked against the manifest: a file changed after
+    load is never picked up. The model and adapter are given to llama.cpp by path."""
+
     root: Path
     manifest: dict[str, Any]
     task: TaskSpec
     generation: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    grammar: str | None = None
 
     @property
     def model_path(self) -> Path:
@@ -302,28 +378,80 @@ class Bundle:
         rel = self.manifest.get("adapter")
         return self.root / rel if rel else None
 
-    def read_json(self, name: str) -> Any:
-        path = self.root / name
-        return json.loads(path.read_text()) if path.is_file() else None
+    def read_bytes(self, name: str) -> bytes:
+        """A file of the bundle, checked against its manifest sha256 before it is returned."""
+        return verified_bytes(self.root, self.manifest, name)
 
-    @property
-    def grammar(self) -> str | None:
-        path = self.root / "grammar.gbnf"
-        return path.read_text() if path.is_file() else None
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name)) if name in self.manifest["files"] else None
+
+
+def verified_bytes(root: Path, manifest: dict[str, Any], name: str) -> bytes:
+    """The bytes of `name`, which must be in the manifest, inside the bundle and match its sha256."""
+    info = manifest["files"].get(name)
+    if info is None:
+        raise BundleError(f"{name}: the bundle uses this file but its manifest does not list it; "
+                          f"a bundle may only use its own files: re-pack it with `edge-runtime pack`")
+    data = _inside(root, name).read_bytes()
+    if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        raise BundleError(f"{name}: sha256 differs from the manifest; the file was changed or corrupted")
+    return data
+
+
+def _bundle_file(rel: Any, what: str) -> str:
+    """`rel` if it names a file inside a bundle (relative, no `..`), else BundleError."""
+    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")) or ".." in Path(rel).parts \
+            or ":" in rel or Path(rel).is_absolute():
+        raise BundleError(f"task.json: {what} {rel!r} is outside the bundle; a bundle may only use its own files, "
+                          f"listed in manifest.json. Re-pack it with `edge-runtime pack`, which copies the file in")
+    return Path(rel).as_posix()
+
+
+def load_task(root: Path, manifest: dict[str, Any]) -> TaskSpec:
+    """The bundle's task from its verified bytes, with its knowledge base (a faq task's) read
+    once, from the bundle only, and pinned: never a path outside, never re-read."""
+    try:
+        task = TaskSpec.model_validate_json(verified_bytes(root, manifest, "task.json"))
+    except BundleError:
+        raise
+    except Exception as exc:
+        raise BundleError(f"task.json: not a valid task spec ({exc})") from exc
+    if task.knowledge_base:
+        from edge_runtime.retrieval import parse_knowledge_base
+
+        rel = _bundle_file(task.knowledge_base, "knowledge_base")
+        data = verified_bytes(root, manifest, rel)
+        try:
+            task.pin_knowledge_base(parse_knowledge_base(data.decode("utf-8"), rel), str(root / rel))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BundleError(f"{rel}: not a valid knowledge base ({exc}); re-pack the bundle") from exc
+    return task
 
 
 def load_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
-    """Verify then load a bundle directory or .tar archive."""
+    """Verify then load a bundle directory or .tar archive. The files the runtime reads
+    (task, knowledge base, generation settings, grammar) are hashed and read here, once,
+    even with `check_hashes=False` (which skips hashing the model)."""
     path = Path(path)
     if path.is_file() and tarfile.is_tarfile(path):
-        path = extract_tar(path)
-    manifest = verify(path, check_hashes=check_hashes)
+        archive, path = path, extract_tar(path)
+        try:
+            manifest = verify(path, check_hashes=check_hashes)
+        except BundleError:  # a cached copy changed since it was unpacked: unpack it afresh
+            shutil.rmtree(path, ignore_errors=True)
+            path = extract_tar(archive)
+            manifest = verify(path, check_hashes=check_hashes)
+    else:
+        manifest = verify(path, check_hashes=check_hashes)
+    task = load_task(path, manifest)
     try:
-        task = TaskSpec.from_file(path / "task.json")
-    except Exception as exc:
-        raise BundleError(f"task.json: not a valid task spec ({exc})") from exc
-    generation = json.loads((path / "generation.json").read_text())
-    return Bundle(path, manifest, task, generation)
+        generation = json.loads(verified_bytes(path, manifest, "generation.json"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"generation.json: not valid JSON ({exc}); re-pack the bundle") from exc
+    if not isinstance(generation, dict):
+        raise BundleError("generation.json: must be a JSON object; re-pack the bundle")
+    grammar = verified_bytes(path, manifest, "grammar.gbnf").decode("utf-8") if "grammar.gbnf" in manifest["files"] else None
+    return Bundle(path, manifest, task, generation, grammar=grammar)
 
 
 def describe(bundle: Bundle) -> str:

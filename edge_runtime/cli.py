@@ -53,12 +53,40 @@ def _inspect(a) -> int:
 
 
 def _serve(a) -> int:
+    from edge_runtime.security import check_bind
     from edge_runtime.server import serve
 
-    serve(a.bundle, host=a.host, port=a.port, api_key=a.api_key, max_queue=a.max_queue, timeout_s=a.timeout,
+    api_key = _api_key(a)
+    check_bind(a.host, api_key, a.insecure_no_key)  # before the model loads
+    serve(a.bundle, host=a.host, port=a.port, api_key=api_key, max_queue=a.max_queue, timeout_s=a.timeout,
           max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
-          n_threads=a.threads, request_timeout_s=a.request_timeout or None, decoding=_decoding_flags(a))
+          teacher_key_env=a.teacher_key_env, n_threads=a.threads, request_timeout_s=a.request_timeout or None,
+          decoding=_decoding_flags(a), allowed_hosts=tuple(a.allowed_host), insecure_no_key=a.insecure_no_key,
+          max_tokens_cap=a.max_tokens)
     return 0
+
+
+def _api_key(a) -> str | None:
+    """The server's API key from --api-key-env or --api-key-file (not shown in `ps`), or --api-key."""
+    import os
+
+    given = [n for n, v in (("--api-key", a.api_key), ("--api-key-env", a.api_key_env), ("--api-key-file", a.api_key_file)) if v]
+    if len(given) > 1:
+        raise ValueError(f"give one of {', '.join(given)}, not several")
+    if a.api_key_env:
+        key = os.environ.get(a.api_key_env, "")
+        if not key:
+            raise ValueError(f"--api-key-env {a.api_key_env}: the environment variable is unset or empty")
+        return key
+    if a.api_key_file:
+        key = Path(a.api_key_file).read_text(encoding="utf-8").strip()
+        if not key:
+            raise ValueError(f"--api-key-file {a.api_key_file}: the file is empty")
+        return key
+    if a.api_key:
+        print("warning: --api-key shows in the process list; prefer --api-key-env NAME or --api-key-file PATH",
+              file=sys.stderr)
+    return a.api_key
 
 
 def _decoding_flags(a) -> dict:
@@ -150,7 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bundle")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY)")
+    s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY); visible in `ps`, "
+                   "prefer --api-key-env or --api-key-file")
+    s.add_argument("--api-key-env", default=None, metavar="NAME", help="require the key held in this environment variable")
+    s.add_argument("--api-key-file", default=None, metavar="PATH", help="require the key held in this file")
+    s.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (repeatable; '*' for any). By default the "
+                        "server answers to loopback names and addresses and the address it is bound to, which "
+                        "stops DNS-rebinding pages from reading its answers")
+    s.add_argument("--insecure-no-key", action="store_true",
+                   help="allow a non-loopback --host without an API key (anyone who reaches it may use the model)")
+    s.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                   help="most tokens one OpenAI request may generate (clamps the client's max_tokens; default: 4096)")
     s.add_argument("--max-queue", type=int, default=16, help="waiting requests before 429")
     s.add_argument("--queue-timeout", "--timeout", dest="timeout", type=float, default=120.0, metavar="SECONDS",
                    help="queue wait timeout: seconds a request may wait for a free model slot before 504 (default 120)")
@@ -160,8 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-body", type=int, default=8 * 1024 * 1024, metavar="BYTES",
                    help="largest request body in bytes, chunked bodies included; more gets 413 (default 8 MiB)")
     s.add_argument("--parallel", type=int, default=None, help="model slots (default: the bundle's)")
-    s.add_argument("--teacher-url", default=None, help="OpenAI-compatible teacher for escalation")
-    s.add_argument("--teacher-model", default=None)
+    s.add_argument("--teacher-url", default=None,
+                   help="OpenAI-compatible teacher for escalation. Escalation is off without it: a bundle's "
+                        "generation.json teacher (URL, key variable) is only a suggestion and is never contacted on its own")
+    s.add_argument("--teacher-model", default=None, help="the teacher's model name (default: the bundle's suggestion)")
+    s.add_argument("--teacher-key-env", default=None, metavar="NAME",
+                   help="environment variable holding the teacher's API key (default EDGE_TEACHER_API_KEY); the "
+                        "variable a bundle names is never read")
     s.add_argument("--threads", type=int, default=None)
     _add_decoding_flags(s)
     s.set_defaults(fn=_serve)

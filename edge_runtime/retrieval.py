@@ -192,24 +192,30 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str, _mtime_ns: int, _size: int) -> KnowledgeBase:
-    entries = []
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row: Any = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one FAQ object") from None
-            if not isinstance(row, dict) or "id" not in row or "question" not in row:
-                raise ValueError(f'{path}:{n}: a FAQ entry needs "id" and "question" (and optionally "answers")')
-            answers, queries = row.get("answers") or [], row.get("queries") or []
-            answers = [answers] if isinstance(answers, str) else answers
-            queries = [queries] if isinstance(queries, str) else queries
-            entries.append(FaqEntry(str(row["id"]), str(row["question"]), tuple(str(a) for a in answers),
-                                    tuple(str(q) for q in queries)))
+        return parse_knowledge_base(fh.read(), path)
+
+
+def parse_knowledge_base(text: str, name: str = "knowledge base") -> KnowledgeBase:
+    """A knowledge base from JSONL text already read (a bundle's, from its verified bytes);
+    errors name `name` and the line."""
+    entries = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row: Any = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{name}:{n}: not valid JSON ({exc.msg}); each line must be one FAQ object") from None
+        if not isinstance(row, dict) or "id" not in row or "question" not in row:
+            raise ValueError(f'{name}:{n}: a FAQ entry needs "id" and "question" (and optionally "answers")')
+        answers, queries = row.get("answers") or [], row.get("queries") or []
+        answers = [answers] if isinstance(answers, str) else answers
+        queries = [queries] if isinstance(queries, str) else queries
+        entries.append(FaqEntry(str(row["id"]), str(row["question"]), tuple(str(a) for a in answers),
+                                tuple(str(q) for q in queries)))
     if not entries:
-        raise ValueError(f"{path}: the knowledge base is empty")
+        raise ValueError(f"{name}: the knowledge base is empty")
     return KnowledgeBase(entries)
 
 

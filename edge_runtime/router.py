@@ -8,7 +8,9 @@ and costed so the saving of running small is visible.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 import threading
 import time
@@ -112,9 +114,9 @@ def retrieval_evidence(task: TaskSpec, example: dict[str, Any], faq_id: str) -> 
         return None
     import numpy as np
 
-    from edge_runtime.retrieval import load_knowledge_base, tokenize
+    from edge_runtime.retrieval import tokenize
 
-    kb = load_knowledge_base(task.knowledge_base)
+    kb = task.knowledge()
     query = tokenize(task.input_text(example))
     scores = kb._bm25.scores(query)
     order = np.argsort(-scores, kind="stable")
@@ -164,6 +166,46 @@ class TeacherEndpoint:
     usd_per_1k_output: float = 0.0
 
 
+DEFAULT_TEACHER_KEY_ENV = "EDGE_TEACHER_API_KEY"
+log = logging.getLogger("edge_runtime.router")
+
+
+def operator_teacher(generation: dict[str, Any], url: str | None, model: str | None = None,
+                     key_env: str | None = None) -> TeacherEndpoint | None:
+    """The teacher the operator enabled at serve time, or None (no escalation).
+
+    A bundle is data from elsewhere: its generation.json `teacher` (URL, model, key variable)
+    is only a suggestion. Escalation happens only when the operator names the URL; the key is
+    read from the environment variable the operator names (default EDGE_TEACHER_API_KEY),
+    never from the one the bundle names, so a bundle cannot send a secret anywhere."""
+    if not url:
+        return None
+    suggested = generation.get("teacher") or {}
+    model = model or (suggested.get("model") if isinstance(suggested, dict) else None) or "teacher"
+    key = os.environ.get(key_env or DEFAULT_TEACHER_KEY_ENV, "")
+    return TeacherEndpoint(base_url=url, model=str(model), api_key=key)
+
+
+def suggested_teacher(generation: dict[str, Any]) -> str | None:
+    """The teacher URL a bundle suggests (for a note at start), without any credentials in it."""
+    t = generation.get("teacher")
+    url = t.get("base_url") if isinstance(t, dict) else None
+    return strip_userinfo(url) if isinstance(url, str) and url else None
+
+
+def strip_userinfo(url: str) -> str:
+    """`url` without a `user:pass@` part (never written to disk or echoed)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 @dataclass
 class RouterStats:
     escalations: int = 0
@@ -203,7 +245,8 @@ class Router:
         except TeacherError as exc:
             with self.stats.lock:
                 self.stats.teacher_failures += 1
-            body["escalation_error"] = str(exc)
+            log.warning("escalation failed: %s", exc)  # the detail stays in the operator's log
+            body["escalation_error"] = exc.public
             return body
         with self.stats.lock:
             self.stats.escalations += 1
@@ -243,7 +286,8 @@ class Router:
             try:
                 resp = httpx.post(url, json=self._payload(example, fmt), headers=headers, timeout=t.timeout_s)
             except httpx.HTTPError as exc:
-                raise TeacherError(f"teacher at {t.base_url} unreachable: {exc.__class__.__name__}: {exc}") from exc
+                raise TeacherError(f"teacher at {strip_userinfo(t.base_url)} unreachable: {exc.__class__.__name__}: {exc}",
+                                   f"teacher unreachable ({exc.__class__.__name__})") from exc
             refused = resp.status_code in (400, 422) or (resp.status_code >= 500 and "response_format" in resp.text)
             if fmt != "none" and refused:
                 with self.stats.lock:  # only the first request to see the refusal moves on
@@ -252,15 +296,18 @@ class Router:
                 continue
             break
         if resp.status_code != 200:
-            raise TeacherError(f"teacher at {t.base_url} answered HTTP {resp.status_code}: {resp.text[:200]}")
+            raise TeacherError(f"teacher at {strip_userinfo(t.base_url)} answered HTTP {resp.status_code}: {resp.text[:200]}",
+                               f"teacher answered HTTP {resp.status_code}")
         try:
             data = resp.json()
             text = data["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise TeacherError(f"teacher at {t.base_url} sent a malformed response: {exc}") from exc
+            raise TeacherError(f"teacher at {strip_userinfo(t.base_url)} sent a malformed response: {exc}",
+                               "teacher sent a malformed response") from exc
         answer, problems = self.task.parse(text)
         if answer is None:
-            raise TeacherError(f"teacher answer is not valid for task {self.task.name}: {problems}")
+            raise TeacherError(f"teacher answer is not valid for task {self.task.name}: {problems}",
+                               f"teacher answer is not valid for task {self.task.name}")
         usage = data.get("usage") or {}
         cost = (usage.get("prompt_tokens", 0) * t.usd_per_1k_input + usage.get("completion_tokens", 0) * t.usd_per_1k_output) / 1000
         usage = {"prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
@@ -269,4 +316,9 @@ class Router:
 
 
 class TeacherError(RuntimeError):
-    pass
+    """An escalation that failed. `str()` has the detail for the operator's log; `public` is
+    what a client may see (no teacher URL, no teacher error body)."""
+
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self.public = public or "escalation to the teacher failed"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from functools import partial
@@ -25,53 +24,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_runtime.bundle import Bundle, load_bundle
-from edge_runtime.router import Router, TeacherEndpoint
+from edge_runtime.router import Router, operator_teacher, suggested_teacher
+from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, body_limit_message
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 120.0
-
-
-def body_limit_message(limit: int) -> str:
-    return (f"request body too large: over the limit of {limit} bytes; send less, or raise the limit "
-            f"with `edge-runtime serve --max-body BYTES` (create_app(max_body_bytes=...))")
-
-
-class BodyLimit:
-    """ASGI middleware that counts request body bytes as they arrive, with or without a
-    Content-Length (`Transfer-Encoding: chunked`), and refuses the request with 413 as soon
-    as the count passes the limit: the chunk that crosses it is never handed on, so the
-    app never holds more than the limit. The 413 is raised inside the app's own read of
-    the body (`await request.body()`), where the exception handler turns it into JSON."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        seen = 0
-        started = False
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, body_limit_message(self.max_bytes))
-            return message
-
-        async def watched_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, watched_send)
-        except HTTPException as exc:  # raised where no handler was in between
-            if started or exc.status_code != 413:
-                raise
-            await JSONResponse({"error": exc.detail}, 413)(scope, receive, send)
 
 
 # ---- request bodies ----------------------------------------------------------------
@@ -229,31 +186,23 @@ class Slots:
 
 
 # ---- the app -----------------------------------------------------------------------
-def _teacher_from(bundle: Bundle, url: str | None, model: str | None) -> TeacherEndpoint | None:
-    cfg = dict(bundle.generation.get("teacher") or {})
-    if url:
-        cfg["base_url"] = url
-    if model:
-        cfg["model"] = model
-    if not cfg.get("base_url"):
-        return None
-    key = os.environ.get(cfg.get("api_key_env") or "EDGE_TEACHER_API_KEY", "")
-    return TeacherEndpoint(base_url=cfg["base_url"], model=cfg.get("model") or "teacher", api_key=key)
-
-
 def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_queue: int = 16,
                timeout_s: float = 120.0, max_body_bytes: int = DEFAULT_MAX_BODY, parallel: int | None = None,
                teacher_url: str | None = None, teacher_model: str | None = None, n_threads: int | None = None,
                prefix_reuse: bool = True, max_tokens_cap: int | None = None,
                request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT,
-               decoding: dict[str, Any] | None = None) -> FastAPI:
+               decoding: dict[str, Any] | None = None, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
+               teacher_key_env: str | None = None) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
     decoding settings (speculation, draft length); `request_timeout_s` the
     generation timeout (seconds one request may generate once it holds a slot; None: no
     limit). Both are read per request from `app.state.slots.timeout_s` and
-    `app.state.request_timeout_s`."""
+    `app.state.request_timeout_s`. `host` is the address the server is bound to and
+    `allowed_hosts` more names it answers to (the Host check of `edge_runtime.security`).
+    Escalation is on only when `teacher_url` is given: the bundle's teacher is a suggestion
+    (see `router.operator_teacher`), and the key comes from the operator's `teacher_key_env`."""
     from edge_runtime.engines.llamacpp import GenerationTimeout, LlamaCppPredictor
 
     if not isinstance(bundle, Bundle):
@@ -263,14 +212,24 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     predictors = [LlamaCppPredictor.from_bundle(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
                                                 decoding=decoding) for i in range(n_slots)]
     metrics = Metrics()
-    router = Router(task, float(gen.get("confidence_threshold", 0.5)), _teacher_from(bundle, teacher_url, teacher_model))
+    teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env)
+    router = Router(task, float(gen.get("confidence_threshold", 0.5)), teacher)
+    if teacher is None and suggested_teacher(gen):
+        import logging
+
+        logging.getLogger("edge_runtime.server").warning(
+            "the bundle suggests escalating to %s; escalation is off until you enable it with "
+            "`edge-runtime serve --teacher-url URL [--teacher-key-env NAME]`", suggested_teacher(gen))
     slots = Slots(predictors, max_queue, timeout_s, metrics)
     app = FastAPI(title="edge-runtime", version="1", description=f"Serves task {task.name!r} ({task.kind}) offline.")
     app.state.bundle, app.state.slots, app.state.router, app.state.metrics = bundle, slots, router, metrics
     app.state.request_timeout_s = request_timeout_s
     model_id = bundle.manifest["model"]
 
-    # Inside `guard` (added first, so inner): the 413 then rises within the app's own read of
+    # Innermost: Host, Origin, Content-Type and strict JSON, for every route; inside the body
+    # limit, so reading the body there still counts against it.
+    app.add_middleware(RequestGuard, policy=HostPolicy(host, allowed_hosts), upload_prefixes=("/v1/tasks/",))
+    # Inside `guard` (added before it, so inner): the 413 then rises within the app's own read of
     # the body, where the exception handler answers it; `guard` still counts it.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
@@ -285,7 +244,13 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not _authorised(request, api_key):
             resp = JSONResponse({"error": "missing or wrong API key: send Authorization: Bearer <key>"}, 401)
         else:
-            resp = await call_next(request)
+            try:
+                resp = await call_next(request)
+            except Exception as exc:  # a bug, not the client's fault: still answered in JSON, and counted
+                import logging
+
+                logging.getLogger("edge_runtime.server").exception("unhandled error on %s", request.url.path)
+                resp = JSONResponse({"error": f"internal error ({exc.__class__.__name__}); the server keeps serving"}, 500)
         metrics.requests.labels(endpoint=endpoint, status=str(resp.status_code)).inc()
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
         return resp
@@ -349,14 +314,14 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
 
     async def in_slot(fn, *args, too_long: str):
         """Wait for a slot, run `fn(slot, *args)` on its thread, free it; a generation timeout is a
-        504, a prompt longer than the context (llama.cpp's ValueError) a 413."""
+        504, a prompt longer than the context a 413, another ValueError a 400 (`slot_error`)."""
         pred = await slots.acquire()
         try:
             return await slots.run(pred, fn, pred, *args)
         except GenerationTimeout as exc:
             raise timed_out(exc) from exc
         except ValueError as exc:
-            raise HTTPException(413, f"{exc}; {too_long}") from exc
+            raise slot_error(exc, too_long) from exc
         finally:
             slots.release(pred)
 
@@ -369,16 +334,31 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
 
         pred = await slots.acquire()
         chunks = stream(pred)
+        try:  # the first chunk before the 200: a prompt over the context is a 413, not an empty stream
+            first = await slots.run(pred, next, chunks, None)
+        except BaseException as exc:
+            slots.release(pred, before=chunks.close)
+            if isinstance(exc, GenerationTimeout):
+                raise timed_out(exc) from exc
+            if isinstance(exc, ValueError):
+                raise slot_error(exc, "shorten the prompt or max_tokens") from exc
+            raise
 
         async def events():
+            chunk = first
             try:
-                while (chunk := await slots.run(pred, next, chunks, None)) is not None:
+                while chunk is not None:
                     chunk["model"] = model_id
                     yield f"data: {json.dumps(chunk)}\n\n"
+                    chunk = await slots.run(pred, next, chunks, None)
                 yield "data: [DONE]\n\n"
             except GenerationTimeout as exc:  # the 200 is sent already: end with an error event, as OpenAI does
                 err = timed_out(exc)
                 yield f"data: {json.dumps({'error': {'message': err.detail, 'type': 'timeout', 'code': 504}})}\n\n"
+            except Exception as exc:  # any other failure mid-stream reaches the client too
+                err = slot_error(exc, "shorten the prompt or max_tokens") if isinstance(exc, ValueError) else \
+                    HTTPException(500, f"generation failed ({exc.__class__.__name__})")
+                yield f"data: {json.dumps({'error': {'message': err.detail, 'type': 'error', 'code': err.status_code}})}\n\n"
             finally:  # also when the client went away mid-stream: llama.cpp stops on the slot's thread
                 slots.release(pred, before=chunks.close)
 
@@ -450,6 +430,15 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     return app
 
 
+def slot_error(exc: ValueError, too_long: str) -> HTTPException:
+    """What a ValueError from the model becomes: 413 when the prompt does not fit the context
+    (llama.cpp's "exceed context window", the decoder's "context"), else 400 with the reason."""
+    text = str(exc)
+    if "context" in text.lower():
+        return HTTPException(413, f"{text}; {too_long}")
+    return HTTPException(400, f"the model could not take this request: {text}")
+
+
 def plain_chat_prompt(messages: list[dict[str, str]]) -> str:
     """A chat for a model without a chat template (the toolkit's base students): one
     `Role: text` paragraph per message, then the assistant's turn."""
@@ -480,9 +469,14 @@ def _authorised(request: Request, key: str) -> bool:
     return hmac.compare_digest(given.encode(), key.encode())
 
 
-def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, **kwargs) -> None:
-    """Run the server until interrupted (what `edge-runtime serve` calls)."""
+def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, *, insecure_no_key: bool = False,
+          **kwargs) -> None:
+    """Run the server until interrupted (what `edge-runtime serve` calls). A keyless server on
+    a non-loopback address is refused unless `insecure_no_key` (see `security.check_bind`)."""
     import uvicorn
 
-    app = create_app(bundle, **kwargs)
+    from edge_runtime.security import check_bind
+
+    check_bind(host, kwargs.get("api_key"), insecure_no_key)
+    app = create_app(bundle, host=host, **kwargs)
     uvicorn.run(app, host=host, port=port, log_level="warning")

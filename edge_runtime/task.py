@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 TASK_KINDS = ("extraction", "classification", "faq")
 NO_ANSWER = "none"
@@ -60,6 +60,7 @@ class TaskSpec(Strict):
     top_k: int = Field(5, gt=0, description="faq: how many retrieved FAQ entries the prompt lists as candidates")
     few_shot: list[FewShot] = Field(default_factory=list)
     template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}")
+    _kb: Any = PrivateAttr(default=None)  # a knowledge base pinned at load (a bundle's, from verified bytes)
 
     @model_validator(mode="after")
     def _kind_needs(self) -> "TaskSpec":
@@ -92,9 +93,27 @@ class TaskSpec(Strict):
         """Retrieved FAQ candidates for a faq task with a knowledge base; "" otherwise."""
         if self.kind != "faq" or not self.knowledge_base:
             return ""
-        from edge_runtime.retrieval import candidates_for, load_knowledge_base
+        from edge_runtime.retrieval import candidates_for
 
-        return candidates_for(load_knowledge_base(self.knowledge_base), self.input_text(example), self.top_k)
+        return candidates_for(self.knowledge(), self.input_text(example), self.top_k)
+
+    def knowledge(self):
+        """The task's knowledge base: the one pinned at load (`pin_knowledge_base`; a bundle's,
+        never re-read), else read from `knowledge_base` (re-read when the file changes)."""
+        if self._kb is not None:
+            return self._kb
+        from edge_runtime.retrieval import load_knowledge_base
+
+        return load_knowledge_base(self.knowledge_base)
+
+    def pin_knowledge_base(self, kb, name: str) -> None:
+        """Serve `kb` from now on, whatever happens to the file `name`; fills `faq_ids` from it."""
+        self._kb, self.knowledge_base = kb, name
+        unknown = sorted(set(self.faq_ids) - set(kb.ids))
+        if unknown:
+            raise ValueError(f"task.faq_ids: {unknown[:5]} not in the knowledge base {name}")
+        if not self.faq_ids:
+            self.faq_ids = kb.ids
 
     def attach_knowledge_base(self, base_dir: str | Path) -> list[str]:
         """Resolve `knowledge_base` against `base_dir`, load it and fill `faq_ids` from it, so

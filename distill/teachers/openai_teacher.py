@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import random
 import time
@@ -59,20 +60,31 @@ class Completion:
 
 
 def retry_after_s(headers) -> float | None:
-    """Seconds the server asked us to wait (`retry-after-ms`, `Retry-After` seconds or date)."""
-    if "retry-after-ms" in headers:
+    """Seconds the server asked us to wait (`retry-after-ms`, `Retry-After` seconds or date),
+    or None when it gave none or nothing usable (`soon`, `nan`, `inf`, a broken date): the
+    caller then uses its own backoff. A malformed header never aborts the stage."""
+    def seconds(text: str, scale: float = 1.0) -> float | None:
         try:
-            return float(headers["retry-after-ms"]) / 1000
-        except ValueError:
-            pass
+            value = float(text) / scale
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, value) if math.isfinite(value) else None
+
+    if "retry-after-ms" in headers:
+        ms = seconds(headers["retry-after-ms"], 1000)
+        if ms is not None:
+            return ms
     value = headers.get("retry-after")
     if not value:
         return None
+    number = seconds(value)
+    if number is not None:
+        return number
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when else None
 
 
 def _is_loopback(url: str) -> bool:
