@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from quantize.gguf import QTYPES, convert_lora_to_gguf, convert_to_gguf, quantize_gguf
+from quantize.gguf import IMATRIX_TYPES, QTYPES, convert_lora_to_gguf, convert_to_gguf, quantize_gguf
 
 SUFFIX = "+lora"
 
@@ -100,7 +100,7 @@ def build_adapter_artifacts(adapter_dir: Path, out_dir: Path, qtypes: list[str],
                     shutil.copyfile(f16, local)
             out[qtype] = (local, adapter)
             continue
-        use = imatrix if base_type in ("q4_k_m", "q4_0", "iq4_xs", "q5_k_m") else None
+        use = imatrix if base_type in IMATRIX_TYPES else None
         path = quantize_gguf(f16, out_dir / f"base-{base_type}.gguf", base_type, imatrix=use, overwrite=overwrite,
                              embedding_type=embedding_type)
         out[qtype] = (path, adapter)

@@ -34,6 +34,9 @@ QTYPES: dict[str, tuple[str, float, str]] = {
     "q4_0": ("LLAMA_FTYPE_MOSTLY_Q4_0", 4.5, "simplest 4-bit; fast on ARM"),
     "iq4_xs": ("LLAMA_FTYPE_MOSTLY_IQ4_XS", 4.25, "4-bit non-linear; best with an importance matrix"),
 }
+# the types quantized with the importance matrix when a recipe computes one (`quantize.imatrix`):
+# the low-bit ones, where spending precision on the weights that matter pays
+IMATRIX_TYPES = ("q5_k_m", "q4_k_m", "q4_0", "iq4_xs")
 CONVERT_TYPES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.07}
 MB = 1024 * 1024
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from edge_runtime.task import TaskSpec
 from quantize.adapter import adapter_types, build_adapter_artifacts, split_type
-from quantize.gguf import MB, QTYPES, convert_to_gguf, quantize_gguf
+from quantize.gguf import IMATRIX_TYPES, MB, QTYPES, convert_to_gguf, quantize_gguf
 
 
 @dataclass
@@ -58,7 +58,6 @@ def load_run(run_dir: Path) -> RunInfo:
                    q.get("embedding_type"))
 
 
-IMATRIX_TYPES = ("q4_k_m", "q4_0", "iq4_xs", "q5_k_m")
 
 
 def training_texts(run_dir: Path, task: TaskSpec, limit: int = 64) -> list[str]:

@@ -80,7 +80,7 @@ def stage_eval(ctx: StageContext) -> dict[str, Any]:
 
 def stage_quantize(ctx: StageContext) -> dict[str, Any]:
     from distill.eval import evaluate_predictors
-    from quantize.gguf import convert_to_gguf, quantize_gguf
+    from quantize.gguf import IMATRIX_TYPES, convert_to_gguf, quantize_gguf
 
     merged = Path(ctx.records["train"]["outputs"]["merged_dir"])
     f16 = convert_to_gguf(merged, ctx.dir / "model-f16.gguf", outtype="f16", overwrite=True)
@@ -97,7 +97,7 @@ def stage_quantize(ctx: StageContext) -> dict[str, Any]:
     for qtype in q.types:
         if qtype in ("f16", "bf16") or qtype.endswith("+lora"):
             continue
-        use = imatrix if qtype in ("q4_k_m", "q4_0", "iq4_xs") else None
+        use = imatrix if qtype in IMATRIX_TYPES else None
         artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / f"model-{qtype}.gguf", qtype, imatrix=use, overwrite=True,
                                              embedding_type=q.embedding_type))
     adapters: dict[str, str] = {}
