@@ -1,6 +1,5 @@
 """Fixtures for quantize tests (the tiny Gemma 3 and its F16 GGUF live in tests/conftest.py)."""
 
-
 import pytest
 
 
