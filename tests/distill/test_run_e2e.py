@@ -50,6 +50,10 @@ def test_run_end_to_end_then_resume_skips_everything(tmp_path, tiny_gemma_dir, q
     assert summary["gguf-q4_k_m"]["n"] == 3 and summary["gguf-q4_k_m"]["json_validity"] == 0.0
     assert summary["gguf-q4_k_m"]["size_bytes"] < summary["student"]["size_bytes"]
     assert "predictor" in first.stdout + first.stderr  # the summary table was printed
+    for noise in ("FutureWarning", "Loading weights", "Truncating train dataset"):  # libraries stay quiet
+        assert noise not in first.stderr, first.stderr[-3000:]
+    decoding = json.loads((bundle / "generation.json").read_text())["decoding"]
+    assert decoding["forced_batch"] is True and "speculate" in decoding  # the runtime's settings travel
 
     again = _distill(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-4000:]
