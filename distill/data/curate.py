@@ -4,7 +4,8 @@ Each rule drops rows for one reason; the report (`report.json`) says how many ea
 dropped, with examples (id, a snippet of the input and why), so a user sees what the
 teacher's data really looked like. Rules, in order: schema and label set, empty/short/long
 input, answer length, self-consistency agreement, exact duplicates, near duplicates
-(MinHash over character shingles), overlap with the eval split (word n-grams). Optional
+(MinHash over character shingles, shorter ones for Chinese text), overlap with the eval split
+(n-grams of the words `edge_runtime.text.words` cuts, jieba words for Chinese). Optional
 PII masking rewrites kept rows, inputs and answers alike, so the student learns to copy the
 mask rather than invent a value.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.data.io import write_jsonl
+from edge_runtime.text import CJK, words
 
 EXAMPLES = 5
 
@@ -66,8 +68,8 @@ PII_ORDER = ("email", "card", "iban", "ip", "phone")  # specific before general
 
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i : i + n]) for i in range(max(0, len(words) - n + 1))}
+    tokens = words(text)
+    return {tuple(tokens[i : i + n]) for i in range(max(0, len(tokens) - n + 1))}
 
 
 def _overlap(grams: set, eval_grams: set) -> float:
@@ -76,13 +78,26 @@ def _overlap(grams: set, eval_grams: set) -> float:
     return len(grams & eval_grams) / len(grams) if grams else 0.0
 
 
-def _minhash(text: str, k: int, num_perm: int):
+_CJK_CHARS = re.compile(f"[{CJK}]")
+_WORD_CHARS = re.compile(r"[^\W_]")
+
+
+def shingles(text: str, k: int, k_cjk: int) -> set[str]:
+    """Character shingles for near-duplicate search: `k` characters long, or `k_cjk` when most of
+    the text's letters are Chinese characters (one carries about as much as a short English word,
+    so a k-character shingle spans several words and one small edit breaks too many of them)."""
+    norm = re.sub(r"\s+", " ", text.lower()).strip()
+    letters = len(_WORD_CHARS.findall(norm))
+    if letters and 2 * len(_CJK_CHARS.findall(norm)) >= letters:
+        k = k_cjk
+    return {norm[i : i + k] for i in range(max(1, len(norm) - k + 1))}
+
+
+def _minhash(text: str, k: int, num_perm: int, k_cjk: int | None = None):
     from datasketch import MinHash
 
-    norm = re.sub(r"\s+", " ", text.lower()).strip()
-    shingles = {norm[i : i + k] for i in range(max(1, len(norm) - k + 1))}
     mh = MinHash(num_perm=num_perm)
-    mh.update_batch(s.encode("utf-8") for s in shingles)
+    mh.update_batch(s.encode("utf-8") for s in shingles(text, k, k if k_cjk is None else k_cjk))
     return mh
 
 
@@ -159,7 +174,7 @@ def curate(recipe, rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], 
             continue
         mh = None
         if lsh is not None:
-            mh = _minhash(text, cfg.shingle_chars, cfg.minhash_perm)
+            mh = _minhash(text, cfg.shingle_chars, cfg.minhash_perm, cfg.shingle_chars_cjk)
             close = [(mh.jaccard(hashes[k]), k) for k in lsh.query(mh)]
             close = [(j, k) for j, k in close if j >= cfg.near_duplicate_threshold]
             if close:
