@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from edge_runtime.normalise import DEFAULT_DATE_ORDER, NORMALISERS, normalise_date
 
 TASK_KINDS = ("extraction", "classification", "faq")
 NO_ANSWER = "none"
@@ -35,6 +36,10 @@ class FieldSpec(Strict):
     description: str = ""
     type: Literal["text", "date", "amount"] = Field(
         "text", description="how values are normalised before comparison"
+    )
+    date_order: Literal["dmy", "mdy", "ymd"] = Field(
+        DEFAULT_DATE_ORDER, description="date fields: how to read an all-numeric date whose year has two digits "
+        "(24.03.05 is 24 March 2005 as dmy, 5 March 2024 as ymd, the usual order on Chinese documents)"
     )
 
 
@@ -220,8 +225,10 @@ class TaskSpec(Strict):
         """Comparable form of one answer value, by the field's type."""
         if value is None:
             return ""
-        kind = self.fields[key].type if (self.kind == "extraction" and key in self.fields) else "text"
-        return NORMALISERS[kind](str(value))
+        spec = self.fields.get(key) if self.kind == "extraction" else None
+        if spec is not None and spec.type == "date":
+            return normalise_date(str(value), spec.date_order)
+        return NORMALISERS[spec.type if spec is not None else "text"](str(value))
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -251,35 +258,6 @@ def extract_json_object(text: str) -> Any | None:
     return None
 
 
-def _norm_text(value: str) -> str:
-    return re.sub(r"\s+", " ", value).strip().upper()
-
-
-_DATE_FORMATS = (
-    "%d/%m/%Y", "%d/%m/%y", "%d-%m-%Y", "%d-%m-%y", "%d.%m.%Y", "%d.%m.%y", "%Y-%m-%d", "%Y/%m/%d",
-    "%d %b %Y", "%d %B %Y", "%d-%b-%Y", "%d-%b-%y", "%d %b %y", "%b %d, %Y", "%d%b%Y", "%d/%b/%Y",
-)
-
-
-def _norm_date(value: str) -> str:
-    s = re.sub(r"\s+", " ", value).strip()
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(s, fmt).strftime("%Y-%m-%d")
-        except ValueError:
-            continue
-    return _norm_text(s)
-
-
-def _norm_amount(value: str) -> str:
-    s = re.sub(r"(?i)\b(rm|myr|usd|eur|sgd)\b|[$€£\s]", "", value).replace(",", "")
-    try:
-        return f"{float(s):.2f}"
-    except ValueError:
-        return _norm_text(value)
-
-
-NORMALISERS = {"text": _norm_text, "date": _norm_date, "amount": _norm_amount}
 
 
 def complete_json_prefix(text: str) -> bool:

@@ -4,7 +4,8 @@ Each rule drops rows for one reason; the report (`report.json`) says how many ea
 dropped, with examples (id, a snippet of the input and why), so a user sees what the
 teacher's data really looked like. Rules, in order: schema and label set, empty/short/long
 input, answer length, self-consistency agreement, exact duplicates, near duplicates
-(MinHash over character shingles), overlap with the eval split (word n-grams). Optional
+(MinHash over character shingles, shorter ones for Chinese text), overlap with the eval split
+(n-grams of the words `edge_runtime.text.words` cuts, jieba words for Chinese). Optional
 PII masking rewrites kept rows, inputs and answers alike, so the student learns to copy the
 mask rather than invent a value.
 """
@@ -17,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from distill.data.io import write_jsonl
+from edge_runtime.text import CJK, words
 
 EXAMPLES = 5
 
 # PII kinds. Deliberately precise: a mask in the wrong place damages a training row (receipts
-# are full of long digit runs: GST ids, barcodes, invoice numbers), so cards must pass the
-# Luhn check, IBANs the mod-97 check, and phones need a keyword (tel, fax, ...) or a leading +.
+# are full of long digit runs: GST ids, barcodes, invoice numbers, VAT invoice codes), so cards
+# must pass the Luhn check, IBANs the mod-97 check, Chinese resident ID numbers their check digit,
+# birth date and region (python-stdnum), and phones need a keyword (tel, 电话, ...), a leading +,
+# or the shape of a mainland mobile (11 digits, 1[3-9]...). Digit runs are delimited by ASCII
+# letters and digits, not by \b: in Chinese text a number follows a word character (卡号6222...).
 def _luhn(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -37,12 +42,39 @@ def _iban_ok(text: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_CARD = re.compile(r"\b[3-6]\d{3}(?:[ -]?\d{4}){2}[ -]?\d{1,7}\b")
+def _resident_id_ok(text: str) -> bool:
+    from stdnum.cn import ric
+
+    return ric.is_valid(text)
+
+
+_B, _E = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"  # word edges for ASCII numbers inside any script
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+" + _E)
+_CARD = re.compile(_B + r"[3-6]\d{3}(?:[ -]?\d{1,4}){2,4}" + _E)  # 13-19 digits, in groups of up to 4
+_RESIDENT_ID = re.compile(_B + r"\d{6}(?:19|20)\d{9}[\dXx]" + _E)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-_IP = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
+_IP = re.compile(_B + r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)" + _E)
 _PHONE_KW = re.compile(r"(?i)\b(tel|phone|fax|mobile|mob|hp|h/p)\b(\s*(?:no)?\.?\s*[:#.]?\s*)(\+?\d[\d ()-]{5,}\d)")
+# 电话 (phone), 手机 (mobile), 联系方式 (contact), 传真 (fax), 座机 (landline), then 号码/号, a colon
+_PHONE_KW_ZH = re.compile(r"(电话|手机|联系方式|传真|座机)((?:号码|号)?\s*[:：]?\s*)([+(（]?\d[\d ()（）-]{5,}\d)" + _E)
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d{2,4}){2,4}\b")
+_MOBILE_CN = re.compile(_B + r"(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}" + _E)
+# an 11-digit number after one of these is a document number, not a mobile (RECEIPT NO : 18010500047)
+_DOC_NUMBER_BEFORE = re.compile(r"(?i)(?:\bno|#|单号|编号|票号|代码|号码|流水号)\s*[.:：#]?\s*$")
+
+
+def _mask_mobiles(text: str) -> tuple[str, int]:
+    """Mainland mobiles without a keyword, except where a document-number label precedes them."""
+    count = 0
+
+    def repl(m):
+        nonlocal count
+        if _DOC_NUMBER_BEFORE.search(m.string[max(0, m.start() - 12) : m.start()]):
+            return m.group(0)
+        count += 1
+        return "[PHONE]"
+
+    return _MOBILE_CN.sub(repl, text), count
 
 
 def _sub(pattern, mask, check=None, keep_groups=0):
@@ -57,17 +89,20 @@ def _sub(pattern, mask, check=None, keep_groups=0):
 
 PII_MASKERS = {
     "email": [_sub(_EMAIL, "[EMAIL]")],
+    "id": [_sub(_RESIDENT_ID, "[ID]", check=_resident_id_ok)],
     "card": [_sub(_CARD, "[CARD]", check=lambda v: 13 <= len(re.sub(r"\D", "", v)) <= 19 and _luhn(re.sub(r"\D", "", v)))],
     "iban": [_sub(_IBAN, "[IBAN]", check=_iban_ok)],
     "ip": [_sub(_IP, "[IP]")],
-    "phone": [_sub(_PHONE_KW, "[PHONE]", keep_groups=2), _sub(_PHONE_INTL, "[PHONE]")],
+    "phone": [_sub(_PHONE_KW, "[PHONE]", keep_groups=2), _sub(_PHONE_KW_ZH, "[PHONE]", keep_groups=2),
+              _sub(_PHONE_INTL, "[PHONE]"), _mask_mobiles],
 }
-PII_ORDER = ("email", "card", "iban", "ip", "phone")  # specific before general
+PII_KINDS = ("email", "id", "card", "iban", "ip", "phone")  # the order they are masked in: specific before general
+PII_ORDER = PII_KINDS
 
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i : i + n]) for i in range(max(0, len(words) - n + 1))}
+    tokens = words(text)
+    return {tuple(tokens[i : i + n]) for i in range(max(0, len(tokens) - n + 1))}
 
 
 def _overlap(grams: set, eval_grams: set) -> float:
@@ -76,13 +111,26 @@ def _overlap(grams: set, eval_grams: set) -> float:
     return len(grams & eval_grams) / len(grams) if grams else 0.0
 
 
-def _minhash(text: str, k: int, num_perm: int):
+_CJK_CHARS = re.compile(f"[{CJK}]")
+_WORD_CHARS = re.compile(r"[^\W_]")
+
+
+def shingles(text: str, k: int, k_cjk: int) -> set[str]:
+    """Character shingles for near-duplicate search: `k` characters long, or `k_cjk` when most of
+    the text's letters are Chinese characters (one carries about as much as a short English word,
+    so a k-character shingle spans several words and one small edit breaks too many of them)."""
+    norm = re.sub(r"\s+", " ", text.lower()).strip()
+    letters = len(_WORD_CHARS.findall(norm))
+    if letters and 2 * len(_CJK_CHARS.findall(norm)) >= letters:
+        k = k_cjk
+    return {norm[i : i + k] for i in range(max(1, len(norm) - k + 1))}
+
+
+def _minhash(text: str, k: int, num_perm: int, k_cjk: int | None = None):
     from datasketch import MinHash
 
-    norm = re.sub(r"\s+", " ", text.lower()).strip()
-    shingles = {norm[i : i + k] for i in range(max(1, len(norm) - k + 1))}
     mh = MinHash(num_perm=num_perm)
-    mh.update_batch(s.encode("utf-8") for s in shingles)
+    mh.update_batch(s.encode("utf-8") for s in shingles(text, k, k if k_cjk is None else k_cjk))
     return mh
 
 
@@ -159,7 +207,7 @@ def curate(recipe, rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], 
             continue
         mh = None
         if lsh is not None:
-            mh = _minhash(text, cfg.shingle_chars, cfg.minhash_perm)
+            mh = _minhash(text, cfg.shingle_chars, cfg.minhash_perm, cfg.shingle_chars_cjk)
             close = [(mh.jaccard(hashes[k]), k) for k in lsh.query(mh)]
             close = [(j, k) for j, k in close if j >= cfg.near_duplicate_threshold]
             if close:
