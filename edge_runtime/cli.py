@@ -53,16 +53,18 @@ def _inspect(a) -> int:
 
 
 def _serve(a) -> int:
+    from edge_runtime.production import settings_from_flags
     from edge_runtime.security import check_bind
     from edge_runtime.server import serve
 
     api_key = _api_key(a)
+    loop = settings_from_flags(a)  # flag errors before the model loads
     check_bind(a.host, api_key, a.insecure_no_key)  # before the model loads
     serve(a.bundle, host=a.host, port=a.port, api_key=api_key, max_queue=a.max_queue, timeout_s=a.timeout,
           max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
           teacher_key_env=a.teacher_key_env, n_threads=a.threads, request_timeout_s=a.request_timeout or None,
           decoding=_decoding_flags(a), allowed_hosts=tuple(a.allowed_host), insecure_no_key=a.insecure_no_key,
-          max_tokens_cap=a.max_tokens)
+          max_tokens_cap=a.max_tokens, loop=loop)
     return 0
 
 
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "variable a bundle names is never read")
     s.add_argument("--threads", type=int, default=None)
     _add_decoding_flags(s)
+    from edge_runtime.production import add_serve_flags
+
+    add_serve_flags(s)
     s.set_defaults(fn=_serve)
 
     s = sub.add_parser("predict", help="answer one input (text, @file or --image photo) with a bundle")
