@@ -1,4 +1,4 @@
-"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench. A thin dispatcher;
+"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench, report. A thin dispatcher;
 each command is one function of the module that owns the work."""
 
 from __future__ import annotations
@@ -144,6 +144,17 @@ def _bench(a) -> int:
     return 0
 
 
+def _report(a) -> int:
+    from edge_runtime.report import report
+
+    html = None if a.no_html else (a.html or str(Path(a.logdir) / "report.html"))
+    text, summary, note = report(a.logdir, html)
+    print(json.dumps(summary, indent=2) if a.json else text)
+    if note:
+        print(note, file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-runtime", description="Run distilled task models offline on a device.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -230,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--json", help="also write the report here")
     s.set_defaults(fn=_bench)
+
+    s = sub.add_parser("report", help="summarise a request log (serve --log-dir): a table and an HTML page with a plot")
+    s.add_argument("logdir")
+    s.add_argument("--html", default=None, metavar="PATH", help="where to write the page (default LOGDIR/report.html)")
+    s.add_argument("--no-html", action="store_true", help="print the table only")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    s.set_defaults(fn=_report)
     return p
 
 
