@@ -148,7 +148,7 @@ def _report(a) -> int:
     from edge_runtime.report import report
 
     html = None if a.no_html else (a.html or str(Path(a.logdir) / "report.html"))
-    text, summary, note = report(a.logdir, html)
+    text, summary, note = report(a.logdir, html, bundle=a.bundle, drift_threshold=a.drift_threshold)
     print(json.dumps(summary, indent=2) if a.json else text)
     if note:
         print(note, file=sys.stderr)
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("logdir")
     s.add_argument("--html", default=None, metavar="PATH", help="where to write the page (default LOGDIR/report.html)")
     s.add_argument("--no-html", action="store_true", help="print the table only")
+    s.add_argument("--bundle", default=None, help="the bundle that served the log: adds drift against its reference")
+    s.add_argument("--drift-threshold", type=float, default=None, metavar="PSI", help="drift flag threshold (default 0.2)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
     s.set_defaults(fn=_report)
     return p

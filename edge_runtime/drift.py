@@ -139,8 +139,14 @@ class DriftMonitor:
 
     def observe(self, text: str, *, confidence: float | None = None, label: str | None = None,
                 prompt_tokens: int | None = None) -> None:
-        obs = {"chars": len(text), "char_class": char_classes(text) if "char_class" in self.features else None,
-               "confidence": confidence, "label": label, "prompt_tokens": prompt_tokens or None}
+        self.observe_values(chars=len(text), char_counts=char_classes(text) if "char_class" in self.features else None,
+                            confidence=confidence, label=label, prompt_tokens=prompt_tokens)
+
+    def observe_values(self, *, chars: int | None, char_counts: list[int] | None = None, confidence: float | None = None,
+                       label: str | None = None, prompt_tokens: int | None = None) -> None:
+        """One request by its feature values (a log record without its input text has no char_counts)."""
+        obs = {"chars": chars, "char_class": char_counts, "confidence": confidence, "label": label,
+               "prompt_tokens": prompt_tokens or None}
         with self._lock:
             self._window.append(obs)
 

@@ -93,8 +93,9 @@ class ProductionLoop:
     def after(self, response: dict[str, Any], example: dict[str, Any], total_s: float) -> None:
         """Note a finished task request: the drift window, then the log (never raises)."""
         try:
-            escalated = bool(response.get("escalated"))
-            student = response.get("student_answer") if escalated else response.get("answer")
+            teacher_said = bool(response.get("escalated"))  # the answer is the teacher's (now, or cached)
+            cached = bool(response.get("cached"))
+            student = response.get("student_answer") if teacher_said else response.get("answer")
             usage = response.get("usage") or {}
             if self.drift is not None:
                 key = self.task.answer_keys()[0]
@@ -106,10 +107,11 @@ class ProductionLoop:
                     "id": response.get("id"), "task": self.task.name, "bundle": self.bundle_id,
                     "input": example[self.task.input_field], "answer": response.get("answer"),
                     "source": "cache" if response.get("cached") else response.get("source"),
-                    "confidence": response.get("confidence"), "valid": student is not None, "escalated": escalated,
-                    "student_answer": student, "teacher_answer": response.get("answer") if escalated else None,
+                    "confidence": response.get("confidence"), "valid": student is not None,
+                    "escalated": teacher_said and not cached, "student_answer": student,
+                    "teacher_answer": response.get("answer") if teacher_said else None,
                     **({"escalation_error": response["escalation_error"]} if response.get("escalation_error") else {}),
-                    "cached": bool(response.get("cached")), "latency_s": response.get("latency_s"),
+                    "cached": cached, "latency_s": response.get("latency_s"),
                     "total_s": round(total_s, 4), "prompt_tokens": usage.get("prompt_tokens", 0),
                     "completion_tokens": usage.get("completion_tokens", 0), "cost_usd": response.get("cost_usd", 0.0),
                 })

@@ -3,7 +3,8 @@
 The table: requests, the time they span, escalation rate, failed escalations, mean student
 confidence, schema-valid share, latency p50/p95 (the request's wall time in the handler),
 answer-cache hit rate, teacher cost, and shadow agreement with a 95% Wilson interval when
-the log has shadow-sampled records (a `shadow` object with a boolean `agree`).
+the log has shadow-sampled records (a `shadow` object with a boolean `agree`). With
+`--bundle BUNDLE`, drift: PSI per feature of the whole log against the bundle's reference.
 
 The page (`report.html` in LOGDIR unless `--html PATH`) holds the same table and a plot of
 confidence, latency and the running escalation rate over the requests. Plotting needs
@@ -64,6 +65,33 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def log_drift(records: list[dict[str, Any]], bundle_path: str | Path, threshold: float | None = None) -> dict[str, Any]:
+    """PSI per feature of the logged requests against a bundle's drift reference (all of the
+    log is the window). Inputs kept in the log (`full`, `masked`) give the character classes;
+    `hash` records give lengths, confidence, tokens and labels only."""
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.drift import DEFAULTS, REFERENCE_FILE, DriftMonitor, char_classes
+
+    bundle = load_bundle(bundle_path)
+    ref = bundle.read_json(REFERENCE_FILE)
+    if ref is None:
+        raise ValueError(f"{bundle_path}: the bundle has no {REFERENCE_FILE}; re-pack it with `edge-runtime pack` "
+                         f"from a run directory that has curate/train.jsonl")
+    mon = DriftMonitor(ref, threshold or DEFAULTS["threshold"], window=max(1, len(records)),
+                       min_samples=min(DEFAULTS["min_samples"], max(1, len(records))))
+    task = bundle.task
+    for r in records:
+        text = r.get("input")
+        if isinstance(text, list):
+            text = "\n".join(map(str, text))
+        student = r.get("student_answer")
+        label = str(student.get(task.answer_keys()[0])) if task.kind == "classification" and isinstance(student, dict) else None
+        mon.observe_values(chars=r.get("input_chars"), char_counts=char_classes(text) if isinstance(text, str) else None,
+                           confidence=r.get("confidence"), label=label, prompt_tokens=r.get("prompt_tokens"))
+    scores = mon.scores()
+    return {"psi": scores, "threshold": mon.threshold, "flag": mon.drifted(scores)}
+
+
 def _fmt(v: Any, kind: str = "") -> str:
     if v is None:
         return "-"
@@ -87,6 +115,10 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     sh = s.get("shadow")
     out.append(("shadow agreement", f"{100 * sh['agreement']:.1f}% (95% CI {100 * sh['ci95'][0]:.1f}-"
                 f"{100 * sh['ci95'][1]:.1f}%, n={sh['n']})" if sh else "- (no shadow-sampled requests)"))
+    d = s.get("drift")
+    if d:
+        psi = ", ".join(f"{k} {v:.3f}" for k, v in d["psi"].items()) or "too few requests"
+        out.append(("drift", f"{'DRIFTED' if d['flag'] else 'stable'} (PSI past {d['threshold']:g} flags): {psi}"))
     return out
 
 
@@ -139,12 +171,16 @@ def write_html(summary: dict[str, Any], records: list[dict[str, Any]], path: Pat
     return png is not None
 
 
-def report(logdir: str | Path, html_path: str | Path | None = None) -> tuple[str, dict[str, Any], str]:
-    """(table text, summary, a note about the page) for `edge-runtime report`."""
+def report(logdir: str | Path, html_path: str | Path | None = None, bundle: str | Path | None = None,
+           drift_threshold: float | None = None) -> tuple[str, dict[str, Any], str]:
+    """(table text, summary, a note about the page) for `edge-runtime report`; with `bundle`,
+    the log's drift against that bundle's reference too."""
     records = list(read_log(logdir))
     if not records:
         raise ValueError(f"{logdir}: the log has no records yet (serve with --log-dir {logdir} and send task requests)")
     summary = summarise(records)
+    if bundle is not None:
+        summary["drift"] = log_drift(records, bundle, drift_threshold)
     note = ""
     if html_path is not None:
         plotted = write_html(summary, records, Path(html_path))

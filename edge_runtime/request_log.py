@@ -27,9 +27,9 @@ writer never leaves one, but a power cut may) and refuse a `v` it does not know.
 | `source` | str | `student`, `teacher` or `cache` |
 | `confidence` | float | the student's confidence |
 | `valid` | bool | the student's answer was schema-valid |
-| `escalated` | bool | the teacher answered |
+| `escalated` | bool | the teacher was asked for this request (false for a cache hit) |
 | `student_answer` | object or null | the student's answer |
-| `teacher_answer` | object or null | the teacher's answer when escalated, else null |
+| `teacher_answer` | object or null | the teacher's answer when `answer` is the teacher's (escalated now, or a cached escalation), else null |
 | `escalation_error` | str | why an escalation failed (absent when none) |
 | `cached` | bool | answered from the answer cache |
 | `latency_s` | float | model time for the answer (0 for a cache hit) |

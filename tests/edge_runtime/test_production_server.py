@@ -4,6 +4,8 @@ flags."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -23,7 +25,7 @@ def drift_bundle(tmp_path_factory, gemma_gguf):
     return pack_run(_run_with_inputs(root, gemma_gguf), "router-8gb", root / "bundle")
 
 
-def test_log_cache_and_drift_in_a_live_server(drift_bundle, tmp_path):
+def test_log_cache_and_drift_in_a_live_server(drift_bundle, tmp_path, capsys):
     from edge_runtime.production import LoopSettings
     from edge_runtime.server import create_app
 
@@ -68,10 +70,20 @@ def test_log_cache_and_drift_in_a_live_server(drift_bundle, tmp_path):
     assert [r["source"] for r in recs[:4]] == ["student", "cache", "teacher", "cache"]
     assert recs[0]["input"] == "Loved it. Write to [EMAIL]" and recs[0]["input_mode"] == "masked"
     assert recs[2]["escalated"] and recs[2]["teacher_answer"] == {"label": "negative"}
+    assert not recs[3]["escalated"] and recs[3]["cached"] and recs[3]["teacher_answer"] == {"label": "negative"}
     assert recs[2]["student_answer"]["label"] in ("positive", "negative") and recs[2]["valid"]
     assert recs[0]["bundle"] == recs[7]["bundle"] and len(recs[0]["bundle"]) == 64
     raw = b"".join(p.read_bytes() for p in log_files(logdir))
     assert b"jane.doe" not in raw and b"sekret" not in raw
+
+    # the report reads the same log; with the bundle it shows the drift too
+    from edge_runtime.cli import main
+
+    assert main(["report", str(logdir), "--bundle", str(drift_bundle), "--no-html"]) == 0
+    out = capsys.readouterr().out
+    table = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in out.strip().splitlines())
+    assert table["requests"] == "8" and table["cache hit rate"] == "62.5%" and table["escalation rate"] == "25.0%"
+    assert table["drift"].startswith("DRIFTED") and "char_class" in table["drift"]
 
 
 def test_serve_flags_become_loop_settings(tmp_path):
