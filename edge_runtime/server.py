@@ -438,11 +438,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
             raise HTTPException(413, f"`input` has {size} characters; the limit is 100000")
         return {task.input_field: req.input}, {"context": req.context}
 
-    def close() -> None:
-        production.close()
-        slots.close()
-
-    app.state.close = close
+    app.state.close = lambda: (production.close(), slots.close())  # the log's last batch, then the model
     return app
 
 
