@@ -8,6 +8,8 @@ Layout (all paths relative, listed with their sha256 in manifest.json):
   tokenizer.json       tokenizer and template facts (template.json from training when present)
   eval.json            the eval summaries of the run; fit.json: the memory fit for the profile
   ocr.json             which OCR models read images (tasks whose input is OCR text)
+  drift_reference.json the training inputs' profile live traffic is compared with
+                       (`edge_runtime.drift`; absent when the run had no inputs to profile)
 A changed, missing or extra file, a path escaping the bundle or an unknown format version
 is refused with the file named.
 """
@@ -112,7 +114,8 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
          parallel: int = 1, confidence_threshold: float = 0.5, max_new_tokens: int = 160,
          teacher: dict[str, Any] | None = None, eval_summary: dict[str, Any] | None = None,
          template: Path | None = None, overwrite: bool = False, profiles_file: str | Path | None = None,
-         model_name: str | None = None, adapter: Path | None = None) -> Path:
+         model_name: str | None = None, adapter: Path | None = None,
+         drift_reference: dict[str, Any] | None = None) -> Path:
     """Write a bundle directory for one GGUF (and optionally its GGUF LoRA adapter, applied at
     load time) and one task; returns the directory."""
     from edge_runtime.fit import fit
@@ -157,6 +160,10 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb"
     _write_json(tmp / "fit.json", fit_dict)
     if reads_images(task):
         _write_json(tmp / "ocr.json", ocr_note())
+    if drift_reference:
+        from edge_runtime.drift import REFERENCE_FILE, check_reference
+
+        _write_json(tmp / REFERENCE_FILE, check_reference(drift_reference))
     write_manifest(tmp, {"model": model_name, **({"adapter": ADAPTER} if adapter is not None else {}),
                          "task": task.name, "kind": task.kind, "profile": profile, "fits": fitted.fits})
     _replace_dir(tmp, out_dir)
@@ -224,11 +231,14 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
     if esc and teacher.get("api_key_env"):
         esc["api_key_env"] = teacher["api_key_env"]
     max_new = (recipe.get("eval") or {}).get("max_new_tokens", 160)
+    from edge_runtime.drift import reference_for_run
+
+    reference = reference_for_run(run_dir, task, model, qtype)
     return pack(model, task, Path(out_dir), profile, n_ctx=target.get("n_ctx", 2048), parallel=target.get("parallel", 1),
                 confidence_threshold=target.get("confidence_threshold", 0.5), max_new_tokens=max_new, teacher=esc,
                 eval_summary=evals, template=run_dir / "train" / "merged" / "template.json", overwrite=overwrite,
                 model_name=f"{'base' if adapter else 'model'}-{qtype.removesuffix('+lora')}.gguf",
-                adapter=Path(adapter) if adapter else None)
+                adapter=Path(adapter) if adapter else None, drift_reference=reference)
 
 
 # ---- verification and loading -----------------------------------------------------

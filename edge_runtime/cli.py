@@ -1,4 +1,4 @@
-"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench. A thin dispatcher;
+"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench, report. A thin dispatcher;
 each command is one function of the module that owns the work."""
 
 from __future__ import annotations
@@ -53,16 +53,18 @@ def _inspect(a) -> int:
 
 
 def _serve(a) -> int:
+    from edge_runtime.production import settings_from_flags
     from edge_runtime.security import check_bind
     from edge_runtime.server import serve
 
     api_key = _api_key(a)
+    loop = settings_from_flags(a)  # flag errors before the model loads
     check_bind(a.host, api_key, a.insecure_no_key)  # before the model loads
     serve(a.bundle, host=a.host, port=a.port, api_key=api_key, max_queue=a.max_queue, timeout_s=a.timeout,
           max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
           teacher_key_env=a.teacher_key_env, n_threads=a.threads, request_timeout_s=a.request_timeout or None,
           decoding=_decoding_flags(a), allowed_hosts=tuple(a.allowed_host), insecure_no_key=a.insecure_no_key,
-          max_tokens_cap=a.max_tokens)
+          max_tokens_cap=a.max_tokens, loop=loop)
     return 0
 
 
@@ -142,6 +144,17 @@ def _bench(a) -> int:
     return 0
 
 
+def _report(a) -> int:
+    from edge_runtime.report import report
+
+    html = None if a.no_html else (a.html or str(Path(a.logdir) / "report.html"))
+    text, summary, note = report(a.logdir, html, bundle=a.bundle, drift_threshold=a.drift_threshold)
+    print(json.dumps(summary, indent=2) if a.json else text)
+    if note:
+        print(note, file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-runtime", description="Run distilled task models offline on a device.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -208,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "variable a bundle names is never read")
     s.add_argument("--threads", type=int, default=None)
     _add_decoding_flags(s)
+    from edge_runtime.production import add_serve_flags
+
+    add_serve_flags(s)
     s.set_defaults(fn=_serve)
 
     s = sub.add_parser("predict", help="answer one input (text, @file or --image photo) with a bundle")
@@ -225,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--json", help="also write the report here")
     s.set_defaults(fn=_bench)
+
+    s = sub.add_parser("report", help="summarise a request log (serve --log-dir): a table and an HTML page with a plot")
+    s.add_argument("logdir")
+    s.add_argument("--html", default=None, metavar="PATH", help="where to write the page (default LOGDIR/report.html)")
+    s.add_argument("--no-html", action="store_true", help="print the table only")
+    s.add_argument("--bundle", default=None, help="the bundle that served the log: adds drift against its reference")
+    s.add_argument("--drift-threshold", type=float, default=None, metavar="PSI", help="drift flag threshold (default 0.2)")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    s.set_defaults(fn=_report)
     return p
 
 

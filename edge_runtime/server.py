@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.production import LoopSettings, ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
 from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, body_limit_message
 
@@ -192,7 +193,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                prefix_reuse: bool = True, max_tokens_cap: int | None = None,
                request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT,
                decoding: dict[str, Any] | None = None, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
-               teacher_key_env: str | None = None) -> FastAPI:
+               teacher_key_env: str | None = None, loop: LoopSettings | None = None) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
@@ -202,7 +203,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     `app.state.request_timeout_s`. `host` is the address the server is bound to and
     `allowed_hosts` more names it answers to (the Host check of `edge_runtime.security`).
     Escalation is on only when `teacher_url` is given: the bundle's teacher is a suggestion
-    (see `router.operator_teacher`), and the key comes from the operator's `teacher_key_env`."""
+    (see `router.operator_teacher`), and the key comes from the operator's `teacher_key_env`.
+    `loop`: the request log, answer cache and drift settings (`edge_runtime.production`)."""
     from edge_runtime.engines.llamacpp import GenerationTimeout, LlamaCppPredictor
 
     if not isinstance(bundle, Bundle):
@@ -224,6 +226,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     app = FastAPI(title="edge-runtime", version="1", description=f"Serves task {task.name!r} ({task.kind}) offline.")
     app.state.bundle, app.state.slots, app.state.router, app.state.metrics = bundle, slots, router, metrics
     app.state.request_timeout_s = request_timeout_s
+    app.state.loop = production = ProductionLoop(bundle, router, loop, metrics.registry)
     model_id = bundle.manifest["model"]
 
     # Innermost: Host, Origin, Content-Type and strict JSON, for every route; inside the body
@@ -372,18 +375,27 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     async def run_task(name: str, request: Request):
         if name != task.name:
             raise HTTPException(404, f"unknown task {name!r}; this server serves {task.name!r}")
+        start = time.perf_counter()
         example, extra = await _task_input(request)
-        pred = await in_slot(lambda slot, *a: slot.predict(*a), example, extra.pop("context", ""),
-                             app.state.request_timeout_s, too_long="the input is too long for this bundle's context")
-        metrics.answer(pred.valid, pred.extra.get("decode"))
-        _count_tokens({"prompt_tokens": pred.prompt_tokens, "completion_tokens": pred.completion_tokens})
-        before = (router.stats.escalations, router.stats.teacher_failures, router.stats.cost_usd)
-        body = await asyncio.to_thread(router.route, example, pred)
-        metrics.escalations.inc(router.stats.escalations - before[0])
-        metrics.teacher_failures.inc(router.stats.teacher_failures - before[1])
-        metrics.cost.inc(max(0.0, router.stats.cost_usd - before[2]))
-        return {"id": f"task-{uuid.uuid4().hex[:12]}", "task": task.name, "model": model_id,
-                "latency_s": round(pred.latency_s, 4), **extra, **body}
+        context = extra.pop("context", "")
+        key = production.cache_key(example, context)
+        body, model_s = production.lookup(key), 0.0
+        if body is None:
+            pred = await in_slot(lambda slot, *a: slot.predict(*a), example, context,
+                                 app.state.request_timeout_s, too_long="the input is too long for this bundle's context")
+            metrics.answer(pred.valid, pred.extra.get("decode"))
+            _count_tokens({"prompt_tokens": pred.prompt_tokens, "completion_tokens": pred.completion_tokens})
+            before = (router.stats.escalations, router.stats.teacher_failures, router.stats.cost_usd)
+            body = await asyncio.to_thread(router.route, example, pred)
+            metrics.escalations.inc(router.stats.escalations - before[0])
+            metrics.teacher_failures.inc(router.stats.teacher_failures - before[1])
+            metrics.cost.inc(max(0.0, router.stats.cost_usd - before[2]))
+            production.store(key, body, pred.latency_s)
+            model_s = pred.latency_s
+        out = {"id": f"task-{uuid.uuid4().hex[:12]}", "task": task.name, "model": model_id,
+               "latency_s": round(model_s, 4), **extra, **body}
+        production.after(out, example, time.perf_counter() - start)
+        return out
 
     async def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         ctype = request.headers.get("content-type", "")
@@ -426,7 +438,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
             raise HTTPException(413, f"`input` has {size} characters; the limit is 100000")
         return {task.input_field: req.input}, {"context": req.context}
 
-    app.state.close = slots.close
+    app.state.close = lambda: (production.close(), slots.close())  # the log's last batch, then the model
     return app
 
 
@@ -479,4 +491,7 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, *, inse
 
     check_bind(host, kwargs.get("api_key"), insecure_no_key)
     app = create_app(bundle, host=host, **kwargs)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        app.state.loop.close()  # the request log's last batch
