@@ -58,6 +58,39 @@ def time_free(llm, tokens: list[int], n: int) -> float:
     return time.perf_counter() - t
 
 
+def pass_shapes(llm, tokens: list[int], shapes=(1, 4, 9), steps: int = 24) -> dict[str, Any]:
+    """What one forward pass costs by its row count (every row with logits, as when verifying a
+    draft), and how far apart llama.cpp's logits for the same tokens are between passes of one
+    row and of eight: why speculative passes keep one fixed shape."""
+    import numpy as np
+
+    n_vocab, prefix = llm.n_vocab(), tokens[:-steps]
+    seq = tokens[-steps:]
+
+    def run(rows: int) -> tuple[np.ndarray, float]:
+        _fresh(llm)
+        llm.eval(prefix)
+        n, out, t = llm.n_tokens, [], time.perf_counter()
+        batch = llm._batch.batch
+        for i in range(0, steps, rows):
+            chunk = seq[i: i + rows]
+            batch.n_tokens = len(chunk)
+            for j, tok in enumerate(chunk):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = tok, n + j, 1, True
+                batch.seq_id[j][0] = 0
+            llm._ctx.decode(llm._batch)
+            out += [np.ctypeslib.as_array(llm._ctx.get_logits_ith(j), shape=(n_vocab,)).copy() for j in range(len(chunk))]
+            n += len(chunk)
+        return np.array(out), (time.perf_counter() - t) / -(-steps // rows)
+
+    one, _ = run(1)
+    eight, _ = run(8)
+    report = {"max_logit_gap_1_vs_8_rows": round(float(np.abs(one - eight).max()), 4)}
+    for rows in shapes:
+        report[f"pass_ms_{rows}_rows"] = round(run(rows)[1] * 1000, 1)
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle")
@@ -150,6 +183,8 @@ def main() -> None:
     ratios = {f"{m}/free": round(p50[m] / p50["free"], 3) for m in (*modes, "served")}
     ratios.update({f"{m}/prompt": round(p50[m] / p50["prompt"], 3) for m in ("runtime", "served")})
     report["ratios_p50"] = ratios
+    longest = max(inputs, key=lambda ex: len(task.render_prompt(ex)))
+    report["pass_shapes"] = pass_shapes(llm, llm.tokenize(task.render_prompt(longest).encode("utf-8"), add_bos=True, special=False))
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
