@@ -27,6 +27,7 @@ from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.production import LoopSettings, ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
 from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, body_limit_message
+from edge_runtime.structured import ResponseFormatError, chat_prompt, schema_of
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 120.0
@@ -46,6 +47,7 @@ class _Sampling(_Body):
     stop: list[str] | str | None = None
     seed: int | None = None
     stream: bool = False
+    response_format: dict[str, Any] | None = None  # text | json_object | json_schema (edge_runtime/structured.py)
 
 
 class CompletionRequest(_Sampling):
@@ -288,6 +290,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     async def completions(body: CompletionRequest):
         kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
         kw["timeout_s"] = app.state.request_timeout_s
+        if (schema := _structured(body)) is not None:
+            return await _generate(lambda p: p.complete_json(body.prompt, schema, **kw), None, False)
         return await _generate(lambda p: p.complete(body.prompt, **kw), lambda p: p.stream(body.prompt, **kw), body.stream)
 
     @app.post("/v1/chat/completions")
@@ -295,6 +299,13 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         msgs = [m.model_dump() for m in body.messages]
         kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed,
                   timeout_s=app.state.request_timeout_s)
+
+        if (schema := _structured(body)) is not None:
+            def run_json(p):
+                prompt, special = chat_prompt(p.llm, msgs, plain_chat_prompt(msgs))
+                return _as_chat(p.complete_json(prompt, schema, special=special, **kw))
+
+            return await _generate(run_json, None, False)
 
         def templated(p) -> bool:
             return bool(p.llm.metadata.get("tokenizer.chat_template"))
@@ -314,6 +325,12 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                 first = False
 
         return await _generate(run, stream, body.stream)
+
+    def _structured(body) -> dict[str, Any] | None:
+        try:
+            return schema_of(body.response_format, body.stream)
+        except ResponseFormatError as exc:
+            raise HTTPException(400, str(exc)) from exc
 
     async def in_slot(fn, *args, too_long: str):
         """Wait for a slot, run `fn(slot, *args)` on its thread, free it; a generation timeout is a

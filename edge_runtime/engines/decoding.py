@@ -159,16 +159,17 @@ class SchemaDecoder:
     @property
     def shape(self) -> int:
         """Rows of every forward pass after the prompt. llama.cpp's CPU kernels give logits that
-        depend on a batch's row count (up to 1.4 logits apart for the same tokens, measured on
-        Gemma 3 270M), never on which row a token sits in or on the other rows' tokens: so every
+        depend on a batch's row count (1.5 logits apart for the same tokens between one-row and
+        eight-row passes, measured on Gemma 3 270M), never on which row a token sits in or on the other rows' tokens: so every
         pass has the same shape, padded, and a drafted token is judged on exactly the logits
         step-by-step decoding would see. Without speculation, plain one-token passes."""
         s = self.settings
         return s.draft_max + 1 if (s.speculate or s.fixed_shape) else 1
 
     def _decode(self, tokens: list[int], logits: str = "last") -> None:
-        """Evaluate `tokens` after the current context. `logits`: "last" or "all" rows.
-        After the prompt, passes are padded to `shape` rows; the padding leaves no KV behind."""
+        """Evaluate `tokens` after the current context. `logits`: "last" or "all" rows, or
+        "prompt": batches of up to n_batch rows, the last row's logits. Other passes are padded
+        to `shape` rows (the padding leaves no KV behind) and counted in the answer's stats."""
         llm = self.llm
         step = llm.n_batch if logits == "prompt" else self.shape
         for i in range(0, len(tokens), step):

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,7 @@ class LlamaCppPredictor:
                             else LlamaGrammar.from_json_schema(json.dumps(task.json_schema()), verbose=False))
         self.prefix_reuse, self.confidence = prefix_reuse, confidence
         self.prefix = PrefixState(self.llm, task_prefix(task)) if prefix_reuse else None
+        self._json_decoders: dict[str, SchemaDecoder] = {}  # response_format schemas, compiled
         self._lock = threading.Lock()
 
     @classmethod
@@ -256,6 +258,29 @@ class LlamaCppPredictor:
             if deadline is not None:
                 deadline.check()
             return out
+
+    def complete_json(self, prompt: str, schema: dict[str, Any], max_tokens: int, timeout_s: float | None = None,
+                      special: bool = False, **_sampling: Any) -> dict[str, Any]:
+        """An OpenAI-shaped completion whose text matches `schema` (a request's response_format),
+        decoded greedily by the schema decoder; sampling settings do not apply. An invalid schema
+        raises ValueError naming it."""
+        key = json.dumps(schema, sort_keys=True)
+        with self._lock:
+            decoder = self._json_decoders.pop(key, None)
+            if decoder is None:
+                decoder = SchemaDecoder(self.llm, grammar_from_schema(schema), DecodeSettings(speculate=False))
+            self._json_decoders[key] = decoder  # most recent last; a few schemas are kept compiled
+            while len(self._json_decoders) > 8:
+                self._json_decoders.pop(next(iter(self._json_decoders)))
+            deadline = Deadline(timeout_s) if timeout_s else None
+            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=not special, special=special)
+            res = decoder.generate(tokens, max_tokens, confidence=False, deadline=deadline)
+            if deadline is not None:
+                deadline.check()
+        return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
+                "choices": [{"text": res.text, "index": 0, "logprobs": None, "finish_reason": res.finish_reason}],
+                "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(res.tokens),
+                          "total_tokens": len(tokens) + len(res.tokens)}}
 
     def stream(self, prompt: str, timeout_s: float | None = None, **kwargs):
         """Streamed raw completion chunks; holds the lock until the stream ends."""
