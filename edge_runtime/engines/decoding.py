@@ -147,7 +147,7 @@ class SchemaDecoder:
         self.tokenizer = _tokenizer_for(llm)
         problem = LLMatcher.validate_grammar(grammar, self.tokenizer)
         if problem and not problem.startswith("WARNING"):
-            raise ValueError(f"the answer grammar is not valid for llguidance: {problem}")
+            raise ValueError(f"the answer schema is not valid (llguidance could not compile it): {problem}")
         self.grammar = grammar
         self.n_vocab = llm.n_vocab()
         self.eos = self.tokenizer.eos_token
