@@ -64,7 +64,7 @@ def _serve(a) -> int:
           max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
           teacher_key_env=a.teacher_key_env, n_threads=a.threads, request_timeout_s=a.request_timeout or None,
           decoding=_decoding_flags(a), allowed_hosts=tuple(a.allowed_host), insecure_no_key=a.insecure_no_key,
-          max_tokens_cap=a.max_tokens, loop=loop)
+          max_tokens_cap=a.max_tokens, loop=loop, max_image_pixels=a.max_image_pixels)
     return 0
 
 
@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="most tokens one OpenAI request may generate (clamps the client's max_tokens; default: 4096)")
     s.add_argument("--max-queue", type=int, default=16, help="waiting requests before 429")
+    s.add_argument("--max-image-pixels", type=int, default=40_000_000, metavar="N",
+                   help="refuse uploaded images larger than this (413, read from the header before decoding)")
     s.add_argument("--queue-timeout", "--timeout", dest="timeout", type=float, default=120.0, metavar="SECONDS",
                    help="queue wait timeout: seconds a request may wait for a free model slot before 504 (default 120)")
     s.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",

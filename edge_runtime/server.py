@@ -28,6 +28,7 @@ from edge_runtime.production import LoopSettings, ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
 from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, body_limit_message
 from edge_runtime.structured import ResponseFormatError, chat_prompt, schema_of
+from edge_runtime.uploads import MAX_PIXELS, OcrGate
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 120.0
@@ -195,7 +196,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                prefix_reuse: bool = True, max_tokens_cap: int | None = None,
                request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT,
                decoding: dict[str, Any] | None = None, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
-               teacher_key_env: str | None = None, loop: LoopSettings | None = None) -> FastAPI:
+               teacher_key_env: str | None = None, loop: LoopSettings | None = None,
+               max_image_pixels: int = MAX_PIXELS) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
@@ -206,7 +208,9 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     `allowed_hosts` more names it answers to (the Host check of `edge_runtime.security`).
     Escalation is on only when `teacher_url` is given: the bundle's teacher is a suggestion
     (see `router.operator_teacher`), and the key comes from the operator's `teacher_key_env`.
-    `loop`: the request log, answer cache and drift settings (`edge_runtime.production`)."""
+    `loop`: the request log, answer cache and drift settings (`edge_runtime.production`).
+    `max_image_pixels`: uploads declaring more are refused (413) before decoding; OCR runs in
+    the slots (`edge_runtime.uploads`)."""
     from edge_runtime.engines.llamacpp import GenerationTimeout, LlamaCppPredictor
 
     if not isinstance(bundle, Bundle):
@@ -228,6 +232,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     app = FastAPI(title="edge-runtime", version="1", description=f"Serves task {task.name!r} ({task.kind}) offline.")
     app.state.bundle, app.state.slots, app.state.router, app.state.metrics = bundle, slots, router, metrics
     app.state.request_timeout_s = request_timeout_s
+    app.state.ocr = ocr = OcrGate(slots, metrics.registry, max_image_pixels)
     app.state.loop = production = ProductionLoop(bundle, router, loop, metrics.registry)
     model_id = bundle.manifest["model"]
 
@@ -417,26 +422,9 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     async def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
-            from edge_runtime.ocr import NotAnImage, ocr_lines
-
             if task.kind != "extraction":
                 raise HTTPException(415, f"task {task.name!r} ({task.kind}) takes JSON, not images")
-            try:
-                form = await request.form()
-            except HTTPException:
-                raise  # the body limit
-            except Exception as exc:
-                raise HTTPException(400, f"malformed multipart body: {exc}") from exc
-            upload = form.get("image") or form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise HTTPException(422, "multipart body needs an image file in the field `image`")
-            data = await upload.read()
-            try:
-                lines = await asyncio.to_thread(ocr_lines, data)
-            except NotAnImage as exc:
-                raise HTTPException(415, str(exc)) from exc
-            if not lines:
-                raise HTTPException(422, "no text found in the image")
+            lines = await ocr.lines(request, app.state.request_timeout_s)
             return {task.input_field: lines}, {"ocr_lines": lines}
         try:
             raw = await request.json()
