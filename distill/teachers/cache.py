@@ -40,8 +40,15 @@ class CacheWriteError(RuntimeError):
     """A paid answer could not be committed to the cache (a full disk, a read-only file)."""
 
 
-def request_key(model: str, messages: list[dict[str, Any]], sampling: dict[str, Any]) -> str:
-    payload = json.dumps({"model": model, "messages": messages, "sampling": sampling}, sort_keys=True, ensure_ascii=False)
+def request_key(model: str, messages: list[dict[str, Any]], sampling: dict[str, Any], endpoint: str | None = None) -> str:
+    """The cache key of a logical request. `endpoint` (an API teacher's base URL, without
+    credentials) keeps two providers serving the same model name apart. Keys of API teachers
+    made before it was added (edge-distill before issue #15) differ: those answers are not
+    reused and are asked again once; local teachers (no endpoint) keep their keys."""
+    data: dict[str, Any] = {"model": model, "messages": messages, "sampling": sampling}
+    if endpoint:
+        data["endpoint"] = endpoint
+    payload = json.dumps(data, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -138,6 +145,23 @@ class ResponseCache:
             ) from exc
         os.truncate(self.pending, 0)
         return len(entries)
+
+    def record_cost(self, key: str, model: str, usage: tuple[int, int, int], cost_usd: float, run: str) -> None:
+        """A ledger entry without an answer: a reply that was paid for but unusable (a 200 with a
+        broken body). Keyed `unusable:<request key>`, so totals include it and lookups never find it."""
+        entry = {"key": f"unusable:{key}", "model": model, "request": {}, "response": {}, "usage": list(usage),
+                 "cost_usd": cost_usd, "run": run, "created": time.time()}
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO ledger (key, model, prompt_tokens, completion_tokens, cached_tokens, cost_usd, run, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (entry["key"], model, *usage, cost_usd, run, entry["created"]))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def ledger_totals(self, run: str | None = None) -> dict[str, float]:
         """Requests, tokens and cost paid (for one run id, or ever)."""
