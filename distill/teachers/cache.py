@@ -42,9 +42,9 @@ class CacheWriteError(RuntimeError):
 
 def request_key(model: str, messages: list[dict[str, Any]], sampling: dict[str, Any], endpoint: str | None = None) -> str:
     """The cache key of a logical request. `endpoint` (an API teacher's base URL, without
-    credentials) keeps two providers serving the same model name apart. Keys of API teachers
-    made before it was added (edge-distill before issue #15) differ: those answers are not
-    reused and are asked again once; local teachers (no endpoint) keep their keys."""
+    credentials) keeps two providers serving the same model name apart. Answers cached before it
+    was added (keys without an endpoint) are still found: the teacher looks them up by the old
+    key when the new one misses, so nothing paid for is paid again."""
     data: dict[str, Any] = {"model": model, "messages": messages, "sampling": sampling}
     if endpoint:
         data["endpoint"] = endpoint

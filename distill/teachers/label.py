@@ -86,8 +86,12 @@ class Labeller:
 
     async def fetch(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> tuple[Completion, float, bool]:
         """(completion, cost paid now, came from cache)."""
-        key = request_key(self.backend.identity, messages, sampling, getattr(self.backend, "endpoint", None))
+        endpoint = getattr(self.backend, "endpoint", None)
+        key = request_key(self.backend.identity, messages, sampling, endpoint)
         hit = self.cache.get(key) if self.cache is not None else None
+        if hit is None and self.cache is not None and endpoint:
+            # paid before the key named the endpoint: still this cache's answer, never paid twice
+            hit = self.cache.get(request_key(self.backend.identity, messages, sampling))
         if hit is not None:
             self.from_cache += 1
             return Completion.from_dict(hit), 0.0, True

@@ -33,6 +33,31 @@ def test_two_providers_with_the_same_model_name_do_not_share_answers(make_recipe
         assert run_teach(recipe, rows, run_dir / "teach")["from_cache"] == len(rows) and a.requests == before
 
 
+def test_answers_cached_before_the_endpoint_was_in_the_key_are_not_paid_again(make_recipe, tmp_path):
+    """A cache written by an older edge-distill (keys without the endpoint) still answers."""
+    import sqlite3
+
+    from distill.teachers import cache_path
+    from distill.teachers.cache import request_key
+
+    run_dir = tmp_path / "run"
+    with FixedLatencyServer(0.0, content='{"label": "positive"}') as srv:
+        teacher = {"kind": "openai", "base_url": srv.url, "model": "m", "max_tokens": 16}
+        recipe, rows, _ = make_recipe(teacher)
+        run_teach(recipe, rows, run_dir / "teach")
+        paid = srv.requests
+        db = sqlite3.connect(str(cache_path(run_dir)))
+        rows_ = db.execute("SELECT key, model, request FROM responses").fetchall()
+        assert len(rows_) == paid
+        for key, model, request in rows_:  # rewrite them under the old keys
+            req = json.loads(request)
+            db.execute("UPDATE responses SET key = ? WHERE key = ?", (request_key(model, req["messages"], req["sampling"]), key))
+        db.commit()
+        db.close()
+        summary = run_teach(recipe, rows, run_dir / "teach")
+        assert srv.requests == paid and summary["from_cache"] == len(rows)
+
+
 class BrokenBodyServer(_Server):
     """Answers 200 with a body that is not a usable chat completion but reports its usage
     (what a provider bills), or, with `usage=False`, a body that is not JSON at all."""
