@@ -271,5 +271,14 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
 
+def authorised(headers, key: str) -> bool:
+    """The request's API key (`Authorization: Bearer KEY` or `X-API-Key`) is `key`, compared in constant time."""
+    import hmac
+
+    auth = headers.get("authorization", "")
+    given = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+    return hmac.compare_digest(given.encode(), key.encode())
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)

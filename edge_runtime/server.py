@@ -23,10 +23,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_runtime.budget import server_budget
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.production import LoopSettings, ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
-from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, body_limit_message
+from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, authorised, body_limit_message
 from edge_runtime.structured import ResponseFormatError, chat_prompt, schema_of
 from edge_runtime.uploads import MAX_PIXELS, OcrGate
 
@@ -197,7 +198,9 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT,
                decoding: dict[str, Any] | None = None, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
                teacher_key_env: str | None = None, loop: LoopSettings | None = None,
-               max_image_pixels: int = MAX_PIXELS) -> FastAPI:
+               max_image_pixels: int = MAX_PIXELS, escalation_max_per_hour: int | None = None,
+               escalation_max_usd_per_hour: float | None = None, teacher_price_input_per_m: float = 0.0,
+               teacher_price_output_per_m: float = 0.0) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
@@ -210,18 +213,22 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     (see `router.operator_teacher`), and the key comes from the operator's `teacher_key_env`.
     `loop`: the request log, answer cache and drift settings (`edge_runtime.production`).
     `max_image_pixels`: uploads declaring more are refused (413) before decoding; OCR runs in
-    the slots (`edge_runtime.uploads`)."""
+    the slots (`edge_runtime.uploads`). `escalation_max_per_hour` / `escalation_max_usd_per_hour`:
+    the teacher budget over a sliding hour (`edge_runtime.budget`; the USD one needs the
+    teacher's prices per million tokens); past it the student's answer is returned, flagged."""
     from edge_runtime.engines.llamacpp import GenerationTimeout, LlamaCppPredictor
 
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     task, gen = bundle.task, bundle.generation
+    metrics = Metrics()
+    teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env,
+                               teacher_price_input_per_m, teacher_price_output_per_m)
+    budget = server_budget(teacher, escalation_max_per_hour, escalation_max_usd_per_hour, metrics.registry)
     n_slots = parallel or int(gen.get("parallel", 1))
     predictors = [LlamaCppPredictor.from_bundle(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
                                                 decoding=decoding) for i in range(n_slots)]
-    metrics = Metrics()
-    teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env)
-    router = Router(task, float(gen.get("confidence_threshold", 0.5)), teacher)
+    router = Router(task, float(gen.get("confidence_threshold", 0.5)), teacher, budget)
     if teacher is None and suggested_teacher(gen):
         import logging
 
@@ -251,7 +258,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
             msg = body_limit_message(max_body_bytes) if length.isdigit() else f"bad Content-Length {length[:40]!r}"
             resp = JSONResponse({"error": msg}, 413)
-        elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not _authorised(request, api_key):
+        elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not authorised(request.headers, api_key):
             resp = JSONResponse({"error": "missing or wrong API key: send Authorization: Bearer <key>"}, 401)
         else:
             try:
@@ -476,14 +483,6 @@ def _as_chat_chunk(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
     delta = {"role": "assistant", "content": choice["text"]} if first else {"content": choice["text"]}
     return {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
             "model": chunk.get("model", ""), "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}]}
-
-
-def _authorised(request: Request, key: str) -> bool:
-    import hmac
-
-    auth = request.headers.get("authorization", "")
-    given = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-    return hmac.compare_digest(given.encode(), key.encode())
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, *, insecure_no_key: bool = False,
