@@ -27,7 +27,7 @@ from edge_runtime.budget import server_budget
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.production import LoopSettings, ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
-from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, authorised, body_limit_message
+from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, authorised, body_limit_message, install_error_handlers
 from edge_runtime.structured import ResponseFormatError, chat_prompt, schema_of
 from edge_runtime.uploads import MAX_PIXELS, OcrGate
 
@@ -272,9 +272,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
         return resp
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse({"error": exc.detail}, exc.status_code, headers=getattr(exc, "headers", None))
+    install_error_handlers(app)  # every refusal is JSON with an `error`
 
     def timed_out(exc: GenerationTimeout) -> HTTPException:
         metrics.timeouts.labels(kind="generation").inc()

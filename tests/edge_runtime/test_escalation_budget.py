@@ -122,7 +122,7 @@ def _post(live, text: str) -> dict:
 def _metric(live, name: str, **labels) -> float:
     text = httpx.get(live.url + "/metrics", timeout=10).text
     sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    m = re.search(rf"^{re.escape(name)}{{{re.escape(sel)}}} (\S+)$" if sel else rf"^{re.escape(name)} (\S+)$", text, re.M)
+    m = re.search(rf"^{re.escape(name)}{{{re.escape(sel)}}} (\S+)$" if sel else rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert m, f"{name}{{{sel}}} not in /metrics"
     return float(m.group(1))
 
