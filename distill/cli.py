@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from distill.progress import quiet_libraries
+    from distill.teachers.cache import CacheWriteError
 
     quiet_libraries(args.verbose)
     try:
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except CacheWriteError as exc:  # a full disk while storing paid answers: what was kept, how to resume
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
         return 130

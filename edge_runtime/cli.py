@@ -64,7 +64,9 @@ def _serve(a) -> int:
           max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
           teacher_key_env=a.teacher_key_env, n_threads=a.threads, request_timeout_s=a.request_timeout or None,
           decoding=_decoding_flags(a), allowed_hosts=tuple(a.allowed_host), insecure_no_key=a.insecure_no_key,
-          max_tokens_cap=a.max_tokens, loop=loop)
+          max_tokens_cap=a.max_tokens, loop=loop, max_image_pixels=a.max_image_pixels,
+          escalation_max_per_hour=a.escalation_max_per_hour, escalation_max_usd_per_hour=a.escalation_max_usd_per_hour,
+          teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m)
     return 0
 
 
@@ -204,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="most tokens one OpenAI request may generate (clamps the client's max_tokens; default: 4096)")
     s.add_argument("--max-queue", type=int, default=16, help="waiting requests before 429")
+    s.add_argument("--max-image-pixels", type=int, default=40_000_000, metavar="N",
+                   help="refuse uploaded images larger than this (413, read from the header before decoding)")
     s.add_argument("--queue-timeout", "--timeout", dest="timeout", type=float, default=120.0, metavar="SECONDS",
                    help="queue wait timeout: seconds a request may wait for a free model slot before 504 (default 120)")
     s.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
@@ -219,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher-key-env", default=None, metavar="NAME",
                    help="environment variable holding the teacher's API key (default EDGE_TEACHER_API_KEY); the "
                         "variable a bundle names is never read")
+    s.add_argument("--teacher-price-input-per-m", type=float, default=0.0, metavar="USD",
+                   help="the teacher's price per million prompt tokens, to cost escalations (default 0)")
+    s.add_argument("--teacher-price-output-per-m", type=float, default=0.0, metavar="USD",
+                   help="the teacher's price per million completion tokens (default 0)")
+    s.add_argument("--escalation-max-per-hour", type=int, default=None, metavar="N",
+                   help="at most N escalations in any sliding hour; past it the student's answer is returned with "
+                        "escalation_skipped: \"budget\" (default: no limit)")
+    s.add_argument("--escalation-max-usd-per-hour", type=float, default=None, metavar="USD",
+                   help="at most this teacher cost in any sliding hour (needs the teacher's prices; default: no limit)")
     s.add_argument("--threads", type=int, default=None)
     _add_decoding_flags(s)
     from edge_runtime.production import add_serve_flags

@@ -84,8 +84,9 @@ class ProductionLoop:
         return body
 
     def store(self, key: str | None, body: dict[str, Any], model_s: float) -> None:
-        """Keep an answer worth repeating: valid, and not one whose escalation failed."""
-        if key is None or body.get("answer") is None or body.get("escalation_error"):
+        """Keep an answer worth repeating: valid, and not one whose escalation failed or was
+        skipped for the budget (once the budget frees up, the same input escalates)."""
+        if key is None or body.get("answer") is None or body.get("escalation_error") or body.get("escalation_skipped"):
             return
         teacher_s = float((body.get("teacher_usage") or {}).get("latency_s", 0.0))
         self.cache.put(key, body, model_s + teacher_s)
@@ -111,6 +112,7 @@ class ProductionLoop:
                     "escalated": teacher_said and not cached, "student_answer": student,
                     "teacher_answer": response.get("answer") if teacher_said else None,
                     **({"escalation_error": response["escalation_error"]} if response.get("escalation_error") else {}),
+                    **({"escalation_skipped": response["escalation_skipped"]} if response.get("escalation_skipped") else {}),
                     "cached": cached, "latency_s": response.get("latency_s"),
                     "total_s": round(total_s, 4), "prompt_tokens": usage.get("prompt_tokens", 0),
                     "completion_tokens": usage.get("completion_tokens", 0), "cost_usd": response.get("cost_usd", 0.0),

@@ -31,6 +31,7 @@ writer never leaves one, but a power cut may) and refuse a `v` it does not know.
 | `student_answer` | object or null | the student's answer |
 | `teacher_answer` | object or null | the teacher's answer when `answer` is the teacher's (escalated now, or a cached escalation), else null |
 | `escalation_error` | str | why an escalation failed (absent when none) |
+| `escalation_skipped` | str | why a low-confidence answer was not escalated: `budget` (absent when it was) |
 | `cached` | bool | answered from the answer cache |
 | `latency_s` | float | model time for the answer (0 for a cache hit) |
 | `total_s` | float | the request's wall time in the handler |

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_runtime.budget import EscalationBudget
 from edge_runtime.predictor import Prediction
 from edge_runtime.task import NO_ANSWER, TaskSpec
 
@@ -171,19 +172,25 @@ log = logging.getLogger("edge_runtime.router")
 
 
 def operator_teacher(generation: dict[str, Any], url: str | None, model: str | None = None,
-                     key_env: str | None = None) -> TeacherEndpoint | None:
+                     key_env: str | None = None, price_input_per_m: float = 0.0,
+                     price_output_per_m: float = 0.0) -> TeacherEndpoint | None:
     """The teacher the operator enabled at serve time, or None (no escalation).
 
     A bundle is data from elsewhere: its generation.json `teacher` (URL, model, key variable)
     is only a suggestion. Escalation happens only when the operator names the URL; the key is
     read from the environment variable the operator names (default EDGE_TEACHER_API_KEY),
-    never from the one the bundle names, so a bundle cannot send a secret anywhere."""
+    never from the one the bundle names, so a bundle cannot send a secret anywhere. The
+    prices (USD per million prompt / completion tokens) cost each escalation."""
     if not url:
         return None
     suggested = generation.get("teacher") or {}
     model = model or (suggested.get("model") if isinstance(suggested, dict) else None) or "teacher"
     key = os.environ.get(key_env or DEFAULT_TEACHER_KEY_ENV, "")
-    return TeacherEndpoint(base_url=url, model=str(model), api_key=key)
+    for name, price in (("--teacher-price-input-per-m", price_input_per_m), ("--teacher-price-output-per-m", price_output_per_m)):
+        if not (0 <= price < math.inf):
+            raise ValueError(f"{name} must be a finite number of USD >= 0 (got {price!r})")
+    return TeacherEndpoint(base_url=url, model=str(model), api_key=key, usd_per_1k_input=price_input_per_m / 1000,
+                           usd_per_1k_output=price_output_per_m / 1000)
 
 
 def suggested_teacher(generation: dict[str, Any]) -> str | None:
@@ -221,8 +228,10 @@ class RouterStats:
 class Router:
     """Decides between the student's answer and the teacher's."""
 
-    def __init__(self, task: TaskSpec, threshold: float, teacher: TeacherEndpoint | None = None):
+    def __init__(self, task: TaskSpec, threshold: float, teacher: TeacherEndpoint | None = None,
+                 budget: EscalationBudget | None = None):
         self.task, self.threshold, self.teacher = task, threshold, teacher
+        self.budget = budget  # the hourly escalation budget (edge_runtime.budget); None: unlimited
         self.stats = RouterStats()
         self._format = 0  # index into FORMATS: the strictest JSON mode the teacher accepted
 
@@ -240,6 +249,13 @@ class Router:
             body["problems"] = student.problems
         if not body["low_confidence"] or self.teacher is None:
             return body
+        ticket = None
+        if self.budget is not None:
+            ticket, why = self.budget.acquire()
+            if ticket is None:  # spent: the student's answer, flagged, never an error
+                body.update(escalation_skipped="budget", escalation_skipped_reason=why)
+                return body
+        cost = 0.0
         try:
             answer, usage, cost = self.ask_teacher(example)
         except TeacherError as exc:
@@ -248,6 +264,9 @@ class Router:
             log.warning("escalation failed: %s", exc)  # the detail stays in the operator's log
             body["escalation_error"] = exc.public
             return body
+        finally:
+            if ticket is not None:
+                self.budget.settle(ticket, cost)
         with self.stats.lock:
             self.stats.escalations += 1
             self.stats.cost_usd += cost

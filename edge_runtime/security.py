@@ -271,5 +271,41 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
 
+def authorised(headers, key: str) -> bool:
+    """The request's API key (`Authorization: Bearer KEY` or `X-API-Key`) is `key`, compared in constant time."""
+    import hmac
+
+    auth = headers.get("authorization", "")
+    given = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+    return hmac.compare_digest(given.encode(), key.encode())
+
+
+def install_error_handlers(app) -> None:
+    """An HTTPException becomes `{"error": detail}`; a body that does not fit the route's model
+    (a wrong type, a missing field, a value out of range) a 422 `{"error": "bad request body:
+    <field>: <problem>; ...", "detail": [pydantic's errors]}` rather than FastAPI's bare `detail`."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc: HTTPException):
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request, exc: RequestValidationError):
+        errors = exc.errors()
+        return JSONResponse({"error": validation_message(errors), "detail": jsonable_encoder(errors)}, 422)
+
+
+def validation_message(errors) -> str:
+    """One line naming each field pydantic refused and why (the first five)."""
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{loc[:80]}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "bad request body: " + "; ".join(parts) + more
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)

@@ -23,11 +23,13 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_runtime.budget import server_budget
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.production import LoopSettings, ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
-from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, body_limit_message
+from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, authorised, body_limit_message, install_error_handlers
 from edge_runtime.structured import ResponseFormatError, chat_prompt, schema_of
+from edge_runtime.uploads import MAX_PIXELS, OcrGate
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT = 120.0
@@ -195,7 +197,10 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                prefix_reuse: bool = True, max_tokens_cap: int | None = None,
                request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT,
                decoding: dict[str, Any] | None = None, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
-               teacher_key_env: str | None = None, loop: LoopSettings | None = None) -> FastAPI:
+               teacher_key_env: str | None = None, loop: LoopSettings | None = None,
+               max_image_pixels: int = MAX_PIXELS, escalation_max_per_hour: int | None = None,
+               escalation_max_usd_per_hour: float | None = None, teacher_price_input_per_m: float = 0.0,
+               teacher_price_output_per_m: float = 0.0) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
@@ -206,18 +211,24 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     `allowed_hosts` more names it answers to (the Host check of `edge_runtime.security`).
     Escalation is on only when `teacher_url` is given: the bundle's teacher is a suggestion
     (see `router.operator_teacher`), and the key comes from the operator's `teacher_key_env`.
-    `loop`: the request log, answer cache and drift settings (`edge_runtime.production`)."""
+    `loop`: the request log, answer cache and drift settings (`edge_runtime.production`).
+    `max_image_pixels`: uploads declaring more are refused (413) before decoding; OCR runs in
+    the slots (`edge_runtime.uploads`). `escalation_max_per_hour` / `escalation_max_usd_per_hour`:
+    the teacher budget over a sliding hour (`edge_runtime.budget`; the USD one needs the
+    teacher's prices per million tokens); past it the student's answer is returned, flagged."""
     from edge_runtime.engines.llamacpp import GenerationTimeout, LlamaCppPredictor
 
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     task, gen = bundle.task, bundle.generation
+    metrics = Metrics()
+    teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env,
+                               teacher_price_input_per_m, teacher_price_output_per_m)
+    budget = server_budget(teacher, escalation_max_per_hour, escalation_max_usd_per_hour, metrics.registry)
     n_slots = parallel or int(gen.get("parallel", 1))
     predictors = [LlamaCppPredictor.from_bundle(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
                                                 decoding=decoding) for i in range(n_slots)]
-    metrics = Metrics()
-    teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env)
-    router = Router(task, float(gen.get("confidence_threshold", 0.5)), teacher)
+    router = Router(task, float(gen.get("confidence_threshold", 0.5)), teacher, budget)
     if teacher is None and suggested_teacher(gen):
         import logging
 
@@ -228,6 +239,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     app = FastAPI(title="edge-runtime", version="1", description=f"Serves task {task.name!r} ({task.kind}) offline.")
     app.state.bundle, app.state.slots, app.state.router, app.state.metrics = bundle, slots, router, metrics
     app.state.request_timeout_s = request_timeout_s
+    app.state.ocr = ocr = OcrGate(slots, metrics.registry, max_image_pixels)
     app.state.loop = production = ProductionLoop(bundle, router, loop, metrics.registry)
     model_id = bundle.manifest["model"]
 
@@ -246,7 +258,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
             msg = body_limit_message(max_body_bytes) if length.isdigit() else f"bad Content-Length {length[:40]!r}"
             resp = JSONResponse({"error": msg}, 413)
-        elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not _authorised(request, api_key):
+        elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not authorised(request.headers, api_key):
             resp = JSONResponse({"error": "missing or wrong API key: send Authorization: Bearer <key>"}, 401)
         else:
             try:
@@ -260,9 +272,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
         return resp
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse({"error": exc.detail}, exc.status_code, headers=getattr(exc, "headers", None))
+    install_error_handlers(app)  # every refusal is JSON with an `error`
 
     def timed_out(exc: GenerationTimeout) -> HTTPException:
         metrics.timeouts.labels(kind="generation").inc()
@@ -417,26 +427,9 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     async def _task_input(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
-            from edge_runtime.ocr import NotAnImage, ocr_lines
-
             if task.kind != "extraction":
                 raise HTTPException(415, f"task {task.name!r} ({task.kind}) takes JSON, not images")
-            try:
-                form = await request.form()
-            except HTTPException:
-                raise  # the body limit
-            except Exception as exc:
-                raise HTTPException(400, f"malformed multipart body: {exc}") from exc
-            upload = form.get("image") or form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise HTTPException(422, "multipart body needs an image file in the field `image`")
-            data = await upload.read()
-            try:
-                lines = await asyncio.to_thread(ocr_lines, data)
-            except NotAnImage as exc:
-                raise HTTPException(415, str(exc)) from exc
-            if not lines:
-                raise HTTPException(422, "no text found in the image")
+            lines = await ocr.lines(request, app.state.request_timeout_s)
             return {task.input_field: lines}, {"ocr_lines": lines}
         try:
             raw = await request.json()
@@ -488,14 +481,6 @@ def _as_chat_chunk(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
     delta = {"role": "assistant", "content": choice["text"]} if first else {"content": choice["text"]}
     return {"id": "chat" + chunk["id"], "object": "chat.completion.chunk", "created": chunk["created"],
             "model": chunk.get("model", ""), "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}]}
-
-
-def _authorised(request: Request, key: str) -> bool:
-    import hmac
-
-    auth = request.headers.get("authorization", "")
-    given = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-    return hmac.compare_digest(given.encode(), key.encode())
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, *, insecure_no_key: bool = False,

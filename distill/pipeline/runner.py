@@ -116,6 +116,30 @@ def select_stages(start: str | None, until: str | None, only: str | None = None)
     return list(STAGES[lo : hi + 1])
 
 
+def write_resolved(recipe: Recipe, run_dir: Path) -> Path:
+    """`run_dir/recipe.resolved.json`: the recipe as run, with `user:pass@` removed from every
+    URL (it is shared with reports and bundles), written atomically (a temporary file, then
+    os.replace: a kill never leaves half a file)."""
+    import os
+
+    from edge_runtime.router import strip_userinfo
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and "://" in value and "@" in value:
+            return strip_userinfo(value)
+        return value
+
+    path = run_dir / "recipe.resolved.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(clean(json.loads(recipe.model_dump_json())), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
 def run_pipeline(
     recipe: Recipe,
     run_dir: Path,
@@ -129,7 +153,7 @@ def run_pipeline(
     from distill.pipeline import stages as impl
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.resolved.json").write_text(recipe.model_dump_json(indent=2))
+    write_resolved(recipe, run_dir)
     selected = select_stages(start, until, only)
     records: dict[str, dict[str, Any]] = {}
     previous = ""

@@ -57,6 +57,25 @@ class Labeller:
         self.from_cache = 0
         self.sent = 0
         self.fatal: TeacherFatal | None = None
+        self.unusable_paid = 0  # 200s with a broken body, paid for and in the ledger
+        if hasattr(backend, "on_unusable"):
+            backend.on_unusable = self._paid_unusable
+
+    def _paid_unusable(self, usage: tuple[int, int, int] | None, messages, sampling) -> None:
+        """Charge a paid but unusable reply: the usage it reports, or else its worst case (every
+        prompt byte a token, `max_tokens` of completion), so `max_cost_usd` is never crossed
+        unseen. Stops the retries of this request when the budget is now spent."""
+        if usage is None:
+            usage = (estimate_tokens(messages, 1.0), sampling["max_tokens"], 0)
+        cost = self.ledger.record(*usage, 0)
+        self.unusable_paid += 1
+        if self.cache is not None:
+            key = request_key(self.backend.identity, messages, sampling, getattr(self.backend, "endpoint", None))
+            self.cache.record_cost(key, self.backend.identity, usage, cost, self.ledger_run)
+        if self.ledger.max_cost_usd is not None and self.ledger.spent_usd + self.ledger.reserved_usd > self.ledger.max_cost_usd:
+            self.ledger.stopped = True
+            raise BudgetExceeded(f"stopping: unusable replies that were paid for took the spend to "
+                                 f"${self.ledger.spent_usd:.6f} (teacher.max_cost_usd=${self.ledger.max_cost_usd})")
 
     def sampling(self, sample: int) -> dict[str, Any]:
         return {
@@ -67,8 +86,12 @@ class Labeller:
 
     async def fetch(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> tuple[Completion, float, bool]:
         """(completion, cost paid now, came from cache)."""
-        key = request_key(self.backend.identity, messages, sampling)
+        endpoint = getattr(self.backend, "endpoint", None)
+        key = request_key(self.backend.identity, messages, sampling, endpoint)
         hit = self.cache.get(key) if self.cache is not None else None
+        if hit is None and self.cache is not None and endpoint:
+            # paid before the key named the endpoint: still this cache's answer, never paid twice
+            hit = self.cache.get(request_key(self.backend.identity, messages, sampling))
         if hit is not None:
             self.from_cache += 1
             return Completion.from_dict(hit), 0.0, True

@@ -87,6 +87,15 @@ def retry_after_s(headers) -> float | None:
     return max(0.0, when.timestamp() - time.time()) if when else None
 
 
+def _usage_of(text: str) -> tuple[int, int, int] | None:
+    """(prompt, completion, cached) tokens a broken reply still reports, or None."""
+    try:
+        usage = json.loads(text)["usage"]
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), 0
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _is_loopback(url: str) -> bool:
     return (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
@@ -97,6 +106,10 @@ class OpenAIBackend:
     def __init__(self, cfg, schema: dict[str, Any], task_name: str = "answer"):
         self.cfg, self.schema, self.task_name = cfg, schema, task_name
         self.identity = cfg.model
+        from edge_runtime.router import strip_userinfo
+
+        self.endpoint = strip_userinfo(cfg.base_url).rstrip("/")  # part of the cache key (cache.request_key)
+        self.on_unusable = None  # called with (usage | None, messages, sampling) for a paid 200 that is unusable
         self.concurrency = cfg.concurrency
         key = os.environ.get(cfg.api_key_env)
         if not key and not _is_loopback(cfg.base_url):
@@ -168,6 +181,8 @@ class OpenAIBackend:
                     except (ValueError, KeyError, IndexError, TypeError) as exc:
                         last = f"the endpoint returned a body that is not a chat completion ({type(exc).__name__})"
                         self._count("bad body")
+                        if self.on_unusable is not None:  # a 200 is billed: the ledger counts it (may stop the stage)
+                            self.on_unusable(_usage_of(text), messages, sampling)
                 elif mode != "none" and (status in (400, 422) or (status >= 500 and "response_format" in text)):
                     # llama-cpp-python answers an unknown response_format type with a 500
                     # The server does not take this response_format; ask the next way. Requests in

@@ -16,9 +16,17 @@ def lines(path):
     return [json.loads(l) for l in path.read_text().splitlines()]
 
 
-def check_ledger(summary, proxy, run_dir, price_in, price_out):
+def check_ledger(summary, proxy, run_dir, price_in, price_out, unusable=0, max_tokens=16):
+    """The ledger is the usage of every reply delivered, plus the worst case charged for each
+    of the `unusable` 200s with a broken body (paid for, never usable: issue #15)."""
     prompt = sum(d["prompt_tokens"] for d in proxy.delivered)
     completion = sum(d["completion_tokens"] for d in proxy.delivered)
+    cache = ResponseCache(run_dir / "teacher-cache.sqlite")
+    broken = cache._db.execute("SELECT prompt_tokens, completion_tokens FROM ledger WHERE key LIKE 'unusable:%'").fetchall()
+    cache.close()
+    assert len(broken) == unusable and all(c == max_tokens and p > 0 for p, c in broken)  # worst case
+    prompt += sum(p for p, _ in broken)
+    completion += sum(c for _, c in broken)
     assert summary["requests"] == len(proxy.delivered)
     assert (summary["prompt_tokens"], summary["completion_tokens"]) == (prompt, completion)
     assert summary["cost_usd"] == pytest.approx((prompt * price_in + completion * price_out) / 1e6, abs=1e-12)
@@ -42,7 +50,7 @@ def test_every_fault_ends_labelled_or_failed_with_an_exact_ledger(make_recipe, t
         assert summary["errors"] == {"timeout": 1, "connection": 1, "http 429": 1, "bad body": 1, "http 500": 3}
         failed = lines(run_dir / "teach/failed.jsonl")
         assert [f["id"] for f in failed] == ["r002"] and "HTTP 500" in failed[0]["problems"][0]
-        check_ledger(summary, proxy, run_dir, 3.0, 7.0)
+        check_ledger(summary, proxy, run_dir, 3.0, 7.0, unusable=1)  # the garbage 200
         # a re-run asks only for the failed row, and ends with every row once
         again = run_teach(recipe, rows, run_dir / "teach")
         assert again["requests"] == 1 and again["labelled"] == 6 and len(proxy.log) == 13
@@ -64,7 +72,7 @@ def test_real_llama_server_behind_the_fault_proxy(llama_server, make_recipe, tmp
         assert proxy.log == [*faults, "pass", "pass", "pass"]
         assert summary["retries"] == 4 and summary["labelled"] == 2 and summary["failed"] == 0
         assert len(proxy.delivered) == 2 and all(d["completion_tokens"] > 0 for d in proxy.delivered)
-        check_ledger(summary, proxy, run_dir, 0.5, 1.5)
+        check_ledger(summary, proxy, run_dir, 0.5, 1.5, unusable=1, max_tokens=12)  # the garbage 200
         labelled = lines(run_dir / "teach/labelled.jsonl")
         assert [r["id"] for r in labelled] == ["r000", "r001"]
         assert all(r["answer"]["label"] in ("positive", "negative") for r in labelled)
