@@ -23,6 +23,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_runtime import layout
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.production import LoopSettings, ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
@@ -210,12 +211,12 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     task, gen = bundle.task, bundle.generation
-    n_slots = parallel or int(gen.get("parallel", 1))
+    n_slots = parallel or int(gen.get("parallel", layout.PARALLEL))
     predictors = [LlamaCppPredictor.from_bundle(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
                                                 decoding=decoding) for i in range(n_slots)]
     metrics = Metrics()
     teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env)
-    router = Router(task, float(gen.get("confidence_threshold", 0.5)), teacher)
+    router = Router(task, float(gen.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)), teacher)
     if teacher is None and suggested_teacher(gen):
         import logging
 

@@ -23,6 +23,7 @@ from distill.eval.metrics import example_score, grounded_share, task_metrics
 from distill.eval.predictors import Built, PredictorUnavailable, build_predictor, teacher_predictor
 from distill.eval.stats import bootstrap_ci, mean, percentile
 from distill.progress import Bar, console
+from edge_runtime.layout import METRICS_FILE, PREDICTIONS_FILE, RunLayout, read_jsonl
 
 
 class PeakMemory:
@@ -98,10 +99,9 @@ def predict_all(built: Built, rows: list[dict[str, Any]], task) -> list[dict[str
 def _teacher_reference(recipe, run_dir: Path, rows: list[dict], out_dir: Path) -> dict[str, Any] | None:
     """The teacher's answers by id, without paying for them twice: from this run's eval
     stage when it has them, else from the dataset teacher (free); None otherwise."""
-    for path in (out_dir / "teacher" / "predictions.jsonl", run_dir / "eval" / "teacher" / "predictions.jsonl"):
+    for path in (out_dir / "teacher" / PREDICTIONS_FILE, RunLayout(run_dir).predictions("teacher")):
         if path.is_file():
-            with open(path, encoding="utf-8") as fh:
-                ref = {r["id"]: r["answer"] for r in map(json.loads, fh)}
+            ref = {r["id"]: r["answer"] for r in read_jsonl(path)}
             if all(r["id"] in ref for r in rows):
                 return ref
     if recipe.teacher.kind == "dataset":
@@ -248,9 +248,9 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
             teacher_ref = _teacher_reference(recipe, run_dir, rows, out_dir)
         summary, full = summarise(recipe, built, rows, recs, teacher_ref, memory, load_s, usd_per_hour)
         pdir = out_dir / built.name
-        write_jsonl(pdir / "predictions.jsonl", recs)
+        write_jsonl(pdir / PREDICTIONS_FILE, recs)
         write_jsonl(pdir / "disagreements.jsonl", [r for r in recs if r.get("agreement", 1.0) < 1.0])
-        (pdir / "metrics.json").write_text(json.dumps(full, indent=2, default=str))
+        (pdir / METRICS_FILE).write_text(json.dumps(full, indent=2, default=str))
         summaries[built.name], fulls[built.name] = summary, full
         del built
         gc.collect()
@@ -261,7 +261,7 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
         "assumptions": assumptions(recipe, usd_per_hour, hw_source),
         "predictors": fulls, "skipped": skipped,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2, default=str))
+    (out_dir / METRICS_FILE).write_text(json.dumps(doc, indent=2, default=str))
     result: dict[str, Any] = {"n": len(rows), "predictors": summaries}
     if skipped:
         result["skipped"] = skipped
@@ -296,10 +296,8 @@ def evaluate_command(recipe, run_dir: Path, predictors: list[str], data: Path | 
             for row in rows:
                 gold = as_answer(recipe.task, row.get(recipe.data.answer_field)) if recipe.data.answer_field else None
                 row["gold"] = gold
-        elif (run_dir / "teach" / "eval.jsonl").is_file():
-            from distill.pipeline.stages import read_jsonl
-
-            rows = read_jsonl(run_dir / "teach" / "eval.jsonl")
+        elif RunLayout(run_dir).eval_split.is_file():
+            rows = read_jsonl(RunLayout(run_dir).eval_split)
         else:
             from distill.pipeline.stages import load_splits
 

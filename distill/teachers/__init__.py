@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.data.io import write_jsonl
+from edge_runtime.layout import LABELLED_FILE
 
 CACHE_NAME = "teacher-cache.sqlite"
 
@@ -120,7 +121,7 @@ def run_teach(recipe, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, An
         from distill.teachers.dataset import label_from_dataset
 
         labelled, failed = label_from_dataset(recipe, rows)
-        write_jsonl(out_dir / "labelled.jsonl", labelled)
+        write_jsonl(out_dir / LABELLED_FILE, labelled)
         write_jsonl(out_dir / "failed.jsonl", failed)
         return {"labelled": len(labelled), "failed": len(failed), "cost_usd": 0.0, "requests": 0}
     cache_file = cache_path(out_dir.parent)
@@ -134,7 +135,7 @@ def run_teach(recipe, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, An
         write_jsonl(out_dir / "synthesized.jsonl", [r for r in rows if str(r["id"]).startswith("syn-")])
     labelled = [r[0] for r in results if r[0] is not None]
     failed = [r[1] for r in results if r[1] is not None]
-    write_jsonl(out_dir / "labelled.jsonl", labelled)
+    write_jsonl(out_dir / LABELLED_FILE, labelled)
     write_jsonl(out_dir / "failed.jsonl", failed)
     reasons: dict[str, int] = {}
     for f in failed:

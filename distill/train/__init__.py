@@ -18,6 +18,7 @@ from typing import Any
 
 from distill.train.data import PromptFormat, encode_rows  # noqa: F401  (public)
 from distill.train.memory import WontFit  # noqa: F401  (public)
+from edge_runtime.layout import ADAPTER_DIR, MERGED_DIR
 
 
 class QLoRANeedsCUDA(RuntimeError):
@@ -167,7 +168,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         del teacher
 
     # ---- save: adapter (LoRA/QLoRA) and the merged model
-    adapter_dir, merged_dir = out_dir / "adapter", out_dir / "merged"
+    adapter_dir, merged_dir = out_dir / ADAPTER_DIR, out_dir / MERGED_DIR
     with status("saving the adapter and the merged model"):
         if peft_config is not None:
             if adapter_dir.exists():
