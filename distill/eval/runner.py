@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,34 +21,9 @@ from distill.eval.machine import describe_machine
 from distill.eval.metrics import example_score, grounded_share, task_metrics
 from distill.eval.predictors import Built, PredictorUnavailable, build_predictor, teacher_predictor
 from distill.eval.stats import bootstrap_ci, mean, percentile
+from distill.peak_memory import PeakMemory
 from distill.progress import Bar, console
 from edge_runtime.layout import METRICS_FILE, PREDICTIONS_FILE, RunLayout, read_jsonl
-
-
-class PeakMemory:
-    """Resident memory of this process before (`start`) and at its peak while a predictor loads
-    and runs (sampled)."""
-
-    def __init__(self, interval_s: float = 0.05):
-        self.interval, self.peak, self._stop = interval_s, 0, threading.Event()
-
-    def __enter__(self) -> "PeakMemory":
-        import psutil
-
-        self._proc = psutil.Process()
-        self.start = self.peak = self._proc.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
 def _llama_timings(built: Built):
@@ -227,7 +201,7 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
     teacher_ref = None
     summaries, fulls, skipped = {}, {}, {}
     for spec in ordered:
-        with PeakMemory() as memory:
+        with PeakMemory(hwm=False, interval_s=0.05) as memory:
             t0 = time.perf_counter()
             try:
                 built = build_predictor(spec, recipe, run_dir)

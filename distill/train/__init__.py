@@ -84,7 +84,8 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
 
     from distill.models.resolve import resolve
     from distill.progress import status
-    from distill.train.memory import PeakMemory, check_fits, device_name, estimate, rss_bytes
+    from distill.peak_memory import PeakMemory, rss_bytes
+    from distill.train.memory import check_fits, device_name, estimate
     from distill.train.faq_views import applies, relabelled_none
     from distill.train.merge import merge_adapter
     from distill.train.trainer import run_trainer, sft_config
