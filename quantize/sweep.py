@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.gguf_types import adapter_types, split_type, takes_imatrix
-from edge_runtime.layout import IMATRIX_GGUF, MAX_NEW_TOKENS, N_CTX, RunLayout, model_gguf, read_jsonl
+from edge_runtime.gguf_types import adapter_types
+from edge_runtime.layout import MAX_NEW_TOKENS, N_CTX, RunLayout, read_jsonl
 from edge_runtime.task import TaskSpec, example_score
-from quantize.adapter import build_adapter_artifacts
-from quantize.gguf import MB, QTYPES, convert_to_gguf, quantize_gguf
+from quantize.artifacts import build_gguf_artifacts
+from quantize.gguf import MB, QTYPES
 
 EVAL_MAX_CTX = 2048  # the sweep evaluates with at most this context (task prompts are short), whatever target.n_ctx
 
@@ -64,14 +64,6 @@ def training_texts(run_dir: Path, task: TaskSpec, limit: int = 64) -> list[str]:
     return [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows if r.get("answer")]
 
 
-def ensure_imatrix(run_dir: Path, info: RunInfo, f16: Path, out: Path, overwrite: bool) -> Path:
-    from quantize.imatrix import compute_imatrix
-
-    if out.exists() and not overwrite:
-        return out
-    return compute_imatrix(f16, training_texts(run_dir, info.task), out, overwrite=True)
-
-
 def evaluate_gguf(path: Path, task: TaskSpec, rows: list[dict[str, Any]], n_ctx: int = N_CTX,
                   max_new_tokens: int = MAX_NEW_TOKENS, lora_path: Path | None = None) -> dict[str, Any]:
     """Task metric, answers and decode speed of one GGUF (plus its LoRA adapter, if any) on rows that carry `gold`."""
@@ -114,23 +106,13 @@ def sweep(run_dir: Path, profile: str, types: list[str] | None = None, out_dir: 
     unknown = [t for t in types if t not in QTYPES and t not in adapter_types()]
     if unknown:
         raise ValueError(f"unknown type(s) {unknown}; choose from {', '.join(list(QTYPES) + adapter_types())}")
-    f16 = out_dir / model_gguf("f16")
-    if overwrite or not f16.exists():
-        convert_to_gguf(info.merged_dir, f16, "f16", overwrite=True)
-    imatrix = None
-    if info.imatrix:
-        imatrix = ensure_imatrix(Path(run_dir), info, f16, out_dir / IMATRIX_GGUF, overwrite)
-    pairs = {}
-    if any(split_type(t)[1] for t in types):
-        pairs = build_adapter_artifacts(adapter_dir, out_dir, types, imatrix=imatrix, overwrite=overwrite,
-                                        embedding_type=info.embedding_type)
+    texts = (lambda: training_texts(Path(run_dir), info.task)) if info.imatrix else None
+    built = build_gguf_artifacts(info.merged_dir, out_dir, types, adapter_dir=adapter_dir, imatrix_texts=texts,
+                                 embedding_type=info.embedding_type, overwrite=overwrite)
     table: list[dict[str, Any]] = []
     reference = None
     for qtype in ["f16"] + [t for t in types if t != "f16"]:
-        path, adapter = pairs.get(qtype, (f16 if qtype == "f16" else out_dir / model_gguf(qtype), None))
-        if qtype != "f16" and adapter is None and (overwrite or not path.exists()):
-            use = imatrix if takes_imatrix(qtype) else None
-            quantize_gguf(f16, path, qtype, imatrix=use, overwrite=True, embedding_type=info.embedding_type)
+        path, adapter = built[qtype]
         extra = adapter.stat().st_size if adapter else 0
         fitted = fit(path, prof, n_ctx=info.n_ctx, extra_weights_bytes=extra)
         entry: dict[str, Any] = {"type": qtype, "path": str(path), "size_mib": round((path.stat().st_size + extra) / MB, 1),

@@ -12,8 +12,7 @@ from typing import Any
 
 from distill.data.io import as_answer, read_rows, split_rows, write_jsonl
 from distill.pipeline.runner import StageContext
-from edge_runtime.gguf_types import FULL_PRECISION, split_type, takes_imatrix
-from edge_runtime.layout import IMATRIX_GGUF, model_gguf, read_jsonl
+from edge_runtime.layout import read_jsonl
 
 
 def load_splits(recipe) -> tuple[list[dict], list[dict]]:
@@ -76,35 +75,19 @@ def stage_eval(ctx: StageContext) -> dict[str, Any]:
 
 def stage_quantize(ctx: StageContext) -> dict[str, Any]:
     from distill.eval import evaluate_predictors
-    from quantize.gguf import convert_to_gguf, quantize_gguf
+    from quantize.artifacts import build_gguf_artifacts
 
-    run = ctx.layout
-    merged = Path(ctx.records["train"]["outputs"]["merged_dir"])
-    f16 = convert_to_gguf(merged, ctx.dir / model_gguf("f16"), outtype="f16", overwrite=True)
-    artifacts = {"f16": str(f16)}
-    imatrix = None
-    if ctx.recipe.quantize.imatrix:  # importance from the task's own training prompts and answers
-        from quantize.imatrix import compute_imatrix
+    run, q, task = ctx.layout, ctx.recipe.quantize, ctx.recipe.task
 
-        task = ctx.recipe.task
+    def imatrix_texts() -> list[str]:  # importance from the task's own training prompts and answers
         rows = read_jsonl(run.train_rows)[:64]
-        texts = [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
-        imatrix = compute_imatrix(f16, texts, ctx.dir / IMATRIX_GGUF, overwrite=True)
-    q = ctx.recipe.quantize
-    for qtype in q.types:
-        if qtype in FULL_PRECISION or split_type(qtype)[1]:
-            continue
-        use = imatrix if takes_imatrix(qtype) else None
-        artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / model_gguf(qtype), qtype, imatrix=use, overwrite=True,
-                                             embedding_type=q.embedding_type))
-    adapters: dict[str, str] = {}
-    if any(split_type(t)[1] for t in q.types):  # quantized base + F16 adapter (quantize/adapter.py says why)
-        from quantize.adapter import build_adapter_artifacts
+        return [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
 
-        pairs = build_adapter_artifacts(Path(ctx.records["train"]["outputs"].get("adapter_dir") or run.adapter_dir), ctx.dir, q.types,
-                                        imatrix=imatrix, embedding_type=q.embedding_type)
-        for qtype, (base, adapter) in pairs.items():
-            artifacts[qtype], adapters[qtype] = str(base), str(adapter)
+    built = build_gguf_artifacts(Path(ctx.records["train"]["outputs"]["merged_dir"]), ctx.dir, q.types,
+                                 adapter_dir=Path(ctx.records["train"]["outputs"].get("adapter_dir") or run.adapter_dir),
+                                 imatrix_texts=imatrix_texts if q.imatrix else None, embedding_type=q.embedding_type)
+    artifacts = {k: str(model) for k, (model, _) in built.items()}
+    adapters = {k: str(adapter) for k, (_, adapter) in built.items() if adapter is not None}
     sizes = {k: Path(v).stat().st_size + (Path(adapters[k]).stat().st_size if k in adapters else 0)
              for k, v in artifacts.items()}
     outputs: dict[str, Any] = {"artifacts": artifacts, "adapters": adapters, "sizes": sizes}
