@@ -67,7 +67,8 @@ def run_one(which: str, args) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from distill.train.data import encode_rows
-    from distill.train.memory import PeakMemory, device_name, rss_bytes
+    from distill.peak_memory import PeakMemory, rss_bytes
+    from distill.train.memory import device_name
     from distill.train.trainer import AnswerOnlySFTTrainer, sft_config
 
     recipe, rows = _rows(args.recipe, args.rows)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from distill.recipe import RecipeError, dump_resolved, load_recipe
+from distill.recipe import RecipeError
 
-COMMANDS = {
-    "run": "run the whole pipeline (teach, curate, train, eval, quantize, pack), skipping finished stages",
-    "validate": "check a recipe and print it with every default filled in",
-    "teach": "label the training inputs with the recipe's teacher",
-    "curate": "validate, deduplicate and decontaminate the teacher's data",
-    "train": "train the student (LoRA, QLoRA or full SFT) and merge it",
-    "eval": "evaluate predictors (teacher, base, student, GGUF, bundle) on a data file",
-    "report": "write report.md, report.html and metrics.json for a run directory",
-    "presets": "list the student presets and their facts",
+# the one dispatch table: command -> (its one-line help, the module whose `main(args)` runs it)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run the whole pipeline (teach, curate, train, eval, quantize, pack), skipping finished stages", "distill.commands.run"),
+    "validate": ("check a recipe and print it with every default filled in", "distill.commands.validate"),
+    "teach": ("label the training inputs with the recipe's teacher", "distill.commands.teach"),
+    "curate": ("validate, deduplicate and decontaminate the teacher's data", "distill.commands.curate"),
+    "train": ("train the student (LoRA, QLoRA or full SFT) and merge it", "distill.commands.train"),
+    "eval": ("evaluate predictors (teacher, base, student, GGUF, bundle) on a data file", "distill.commands.eval"),
+    "report": ("write report.md, report.html and metrics.json for a run directory", "distill.commands.report"),
+    "presets": ("list the student presets and their facts", "distill.commands.presets"),
 }
 
 
@@ -38,19 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="also show the libraries' own warnings, logs and progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"])
+    p = sub.add_parser("run", help=COMMANDS["run"][0], description=COMMANDS["run"][0])
     _recipe_args(p)
     p.add_argument("--from", dest="start", metavar="STAGE", help="start at this stage (earlier ones must be done)")
     p.add_argument("--until", metavar="STAGE", help="stop after this stage")
     p.add_argument("--force", action="store_true", help="redo the selected stages even if up to date")
-    p = sub.add_parser("validate", help=COMMANDS["validate"], description=COMMANDS["validate"])
+    p = sub.add_parser("validate", help=COMMANDS["validate"][0], description=COMMANDS["validate"][0])
     p.add_argument("recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     for stage in ("teach", "curate", "train"):
-        p = sub.add_parser(stage, help=COMMANDS[stage], description=COMMANDS[stage])
+        p = sub.add_parser(stage, help=COMMANDS[stage][0], description=COMMANDS[stage][0])
         _recipe_args(p)
         p.add_argument("--force", action="store_true", help="redo the stage even if up to date")
-    p = sub.add_parser("eval", help=COMMANDS["eval"], description=COMMANDS["eval"])
+    p = sub.add_parser("eval", help=COMMANDS["eval"][0], description=COMMANDS["eval"][0])
     _recipe_args(p)
     p.add_argument("--predictor", action="append", default=[],
                    help="teacher | base | student | gguf:<type, type+lora or path> | onnx:<fp32|int8|int4 or dir> | bnb:<nf4|int8>[:<dir>] | bundle:<dir> | hf:<dir> (repeatable; "
@@ -58,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="a data file in the recipe's input format, or a folder of scans with "
                    "labels.jsonl beside them (read by the OCR front end); default: the eval split")
     p.add_argument("--out", type=Path, help="output directory (default: <run-dir>/eval-adhoc)")
-    p = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"])
+    p = sub.add_parser("report", help=COMMANDS["report"][0], description=COMMANDS["report"][0])
     p.add_argument("run_dir", type=Path)
     p.add_argument("--compare", type=Path, action="append", default=[], help="another run directory to compare with")
-    sub.add_parser("presets", help=COMMANDS["presets"], description=COMMANDS["presets"])
+    sub.add_parser("presets", help=COMMANDS["presets"][0], description=COMMANDS["presets"][0])
     return parser
 
 
@@ -89,26 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    if args.command == "validate":
-        recipe = load_recipe(args.recipe, args.overrides)
-        print(dump_resolved(recipe), end="")
-        return 0
-    if args.command == "presets":
-        from distill.commands import print_presets
-
-        return print_presets()
-    if args.command == "report":
-        from distill.report import write_report
-
-        paths = write_report(args.run_dir, compare=args.compare)
-        for p in paths:
-            print(p)
-        return 0
-    recipe = load_recipe(args.recipe, args.overrides)
-    run_dir = args.run_dir or Path("runs") / recipe.name
-    from distill.commands import run_command
-
-    return run_command(args, recipe, run_dir)
+    return importlib.import_module(COMMANDS[args.command][1]).main(args)
 
 
 if __name__ == "__main__":

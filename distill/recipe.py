@@ -2,7 +2,9 @@
 
 Loaded into typed models that reject unknown keys. Every problem is collected and
 reported at once with its path (`student.lora.r: must be > 0`), so a user fixes a broken
-recipe in one pass. Defaults live here and only here.
+recipe in one pass. Defaults live here and only here, except those the runtime reads too
+(context, slots, threshold, answer length, quality floor): those come from
+`edge_runtime.layout`, and the GGUF type list from `edge_runtime.gguf_types`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from edge_runtime import gguf_types, layout
 from edge_runtime.task import Strict, TaskSpec
+
+# the GGUF types (edge_runtime/gguf_types.py's table, the one list quantize also reads)
+QuantizeType = Literal[gguf_types.RECIPE_TYPES]  # type: ignore[valid-type]
+EmbeddingType = Literal[gguf_types.EMBEDDING_TYPES]  # type: ignore[valid-type]
 
 # ---------------------------------------------------------------------------- data
 
@@ -209,7 +216,7 @@ class EvalConfig(Strict):
         default_factory=lambda: ["teacher", "base", "student", "gguf"]
     )
     max_examples: int | None = Field(None, gt=0)
-    max_new_tokens: int = Field(160, gt=0)
+    max_new_tokens: int = Field(layout.MAX_NEW_TOKENS, gt=0)
     requests_per_day: int = Field(100_000, gt=0, description="volume for the monthly cost table")
     bootstrap_samples: int = Field(1000, ge=0)
     hardware_usd_per_hour: float | None = Field(
@@ -227,26 +234,24 @@ class EvalConfig(Strict):
 
 
 class QuantizeConfig(Strict):
-    types: list[Literal["f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "iq4_xs",
-                        "f16+lora", "q8_0+lora", "q6_k+lora", "q5_k_m+lora", "q4_k_m+lora", "q4_0+lora",
-                        "iq4_xs+lora"]] = Field(
+    types: list[QuantizeType] = Field(
         default_factory=lambda: ["q4_k_m"],
         description="GGUF types; `<type>+lora` quantizes the base alone and keeps the LoRA as an F16 adapter "
         "(needed when the base was itself dequantized from a quantized GGUF, as the offline gemma-3-270m is)",
     )
-    embedding_type: Literal["q8_0", "q6_k", "q5_0", "q4_0", "iq4_nl"] | None = Field(
+    embedding_type: EmbeddingType | None = Field(
         None, description="type of the token embedding / tied output tensor (None: llama.cpp's choice per type); "
         "in small models with a large vocabulary it sets the file size"
     )
-    imatrix: bool = False
-    quality_floor: float = Field(0.98, gt=0, le=1, description="fraction of the F16 student's metric to keep")
+    imatrix: bool = layout.IMATRIX
+    quality_floor: float = Field(layout.QUALITY_FLOOR, gt=0, le=1, description="fraction of the F16 student's metric to keep")
 
 
 class TargetConfig(Strict):
-    profile: str = "router-8gb"
-    n_ctx: int = Field(2048, gt=0)
-    parallel: int = Field(1, gt=0)
-    confidence_threshold: float = Field(0.5, ge=0, le=1, description="below it, the runtime escalates")
+    profile: str = layout.PROFILE
+    n_ctx: int = Field(layout.N_CTX, gt=0)
+    parallel: int = Field(layout.PARALLEL, gt=0)
+    confidence_threshold: float = Field(layout.CONFIDENCE_THRESHOLD, ge=0, le=1, description="below it, the runtime escalates")
 
 
 class Recipe(Strict):

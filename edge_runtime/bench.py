@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.layout import N_CTX
+
 
 def _percentile(values: list[float], q: float) -> float:
     values = sorted(values)
@@ -52,7 +54,7 @@ def run_bench(bundle_path: str | Path, n_requests: int = 10, gen_tokens: int = 6
 
     bundle = load_bundle(bundle_path)
     task, gen = bundle.task, bundle.generation
-    n_ctx = int(gen.get("n_ctx", 2048))
+    n_ctx = int(gen.get("n_ctx", N_CTX))
     llm = load_llama(bundle.model_path, n_ctx=n_ctx, n_threads=n_threads,
                      **({"lora_path": str(bundle.adapter_path)} if bundle.adapter_path else {}))
     inputs = bench_inputs(task, n_requests, data)

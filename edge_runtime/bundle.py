@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime import layout
 from edge_runtime.engines.decoding import DecodeSettings
+from edge_runtime.gguf_types import split_type
 from edge_runtime.task import TaskSpec
 
 FORMAT = "edge-distill-bundle"
@@ -110,8 +112,9 @@ def write_manifest(out: Path, extra: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = "router-8gb", *, n_ctx: int = 2048,
-         parallel: int = 1, confidence_threshold: float = 0.5, max_new_tokens: int = 160,
+def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFILE, *, n_ctx: int = layout.N_CTX,
+         parallel: int = layout.PARALLEL, confidence_threshold: float = layout.CONFIDENCE_THRESHOLD,
+         max_new_tokens: int = layout.MAX_NEW_TOKENS,
          teacher: dict[str, Any] | None = None, eval_summary: dict[str, Any] | None = None,
          template: Path | None = None, overwrite: bool = False, profiles_file: str | Path | None = None,
          model_name: str | None = None, adapter: Path | None = None,
@@ -191,12 +194,13 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
     """The pipeline's pack stage: the run's quantized GGUF (`qtype`, default the first quantized
     type of the recipe), task, eval and target settings."""
     run_dir = Path(run_dir)
-    recipe_path = run_dir / "recipe.resolved.json"
-    record_path = run_dir / "quantize" / "record.json"
+    run = layout.RunLayout(run_dir)
+    recipe_path = run.recipe
+    record_path = run.record("quantize")
     for p, what in ((recipe_path, "the resolved recipe"), (record_path, "the quantize record")):
         if not p.is_file():
             raise FileNotFoundError(f"{p} missing ({what}); run `distill run` up to quantize first")
-    recipe = json.loads(recipe_path.read_text())
+    recipe = run.read_recipe()
     outputs = json.loads(record_path.read_text())["outputs"]
     artifacts: dict[str, str] = outputs["artifacts"]
     if not artifacts:
@@ -205,39 +209,37 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
     if qtype is not None and qtype not in artifacts:
         raise ValueError(f"{record_path} has no {qtype!r} artifact (it has {', '.join(artifacts)}); "
                          f"add it to the recipe's quantize.types and run the quantize stage")
-    wanted = [t for t in (recipe.get("quantize") or {}).get("types", []) if t in quantized]  # the recipe's order
+    wanted = [t for t in recipe.quantize_types if t in quantized]  # the recipe's order
     qtype = qtype or (wanted or quantized or list(artifacts))[0]
     model = Path(artifacts[qtype])
     if not model.is_absolute() and not model.exists():
-        model = run_dir / "quantize" / model.name
+        model = run.quantize_dir / model.name
     adapter = outputs.get("adapters", {}).get(qtype)
     if adapter and not Path(adapter).is_absolute() and not Path(adapter).exists():
-        adapter = run_dir / "quantize" / Path(adapter).name
+        adapter = run.quantize_dir / Path(adapter).name
     from edge_runtime.retrieval import task_for_run
 
-    task = task_for_run(TaskSpec.model_validate(recipe["task"]), run_dir)  # a faq KB enriched at curate
-    target = recipe.get("target", {})
+    task = task_for_run(TaskSpec.model_validate(recipe.task), run_dir)  # a faq KB enriched at curate
     evals = {}
-    for name, p in (("student", run_dir / "eval" / "metrics.json"), ("quantized", run_dir / "quantize" / "eval" / "metrics.json")):
+    for name, p in (("student", run.eval_metrics), ("quantized", run.quantized_eval / layout.METRICS_FILE)):
         if p.is_file():
             evals[name] = json.loads(p.read_text())
     evals["artifact"] = qtype
     from edge_runtime.router import strip_userinfo
 
-    teacher = recipe.get("teacher") or {}
+    teacher = recipe.teacher
     esc = {k: teacher[k] for k in ("base_url", "model") if teacher.get(k)} or None
     if esc and esc.get("base_url"):  # a suggestion for the operator; never credentials on disk
         esc["base_url"] = strip_userinfo(str(esc["base_url"]))
     if esc and teacher.get("api_key_env"):
         esc["api_key_env"] = teacher["api_key_env"]
-    max_new = (recipe.get("eval") or {}).get("max_new_tokens", 160)
     from edge_runtime.drift import reference_for_run
 
     reference = reference_for_run(run_dir, task, model, qtype)
-    return pack(model, task, Path(out_dir), profile, n_ctx=target.get("n_ctx", 2048), parallel=target.get("parallel", 1),
-                confidence_threshold=target.get("confidence_threshold", 0.5), max_new_tokens=max_new, teacher=esc,
-                eval_summary=evals, template=run_dir / "train" / "merged" / "template.json", overwrite=overwrite,
-                model_name=f"{'base' if adapter else 'model'}-{qtype.removesuffix('+lora')}.gguf",
+    return pack(model, task, Path(out_dir), profile, n_ctx=recipe.n_ctx, parallel=recipe.parallel,
+                confidence_threshold=recipe.confidence_threshold, max_new_tokens=recipe.max_new_tokens, teacher=esc,
+                eval_summary=evals, template=run.template, overwrite=overwrite,
+                model_name=(layout.base_gguf if adapter else layout.model_gguf)(split_type(qtype)[0]),
                 adapter=Path(adapter) if adapter else None, drift_reference=reference)
 
 

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from edge_runtime import layout
+
 
 def _fit(a) -> int:
     from edge_runtime.fit import fit
@@ -130,7 +132,7 @@ def _predict(a) -> int:
         p = pred.predict(example)
     finally:
         pred.close()
-    body = Router(task, float(b.generation.get("confidence_threshold", 0.5))).route(example, p)
+    body = Router(task, float(b.generation.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD))).route(example, p)
     body["latency_s"] = round(p.latency_s, 3)
     print(json.dumps(body, indent=2, ensure_ascii=False))
     return 0 if p.valid else 1
@@ -163,16 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fit", help="check whether a GGUF fits a device profile's memory, with the largest ctx/slots")
     s.add_argument("model", help="a .gguf file")
-    s.add_argument("--profile", default="router-8gb")
+    s.add_argument("--profile", default=layout.PROFILE)
     s.add_argument("--profiles", help="YAML file with your own device profiles")
-    s.add_argument("--ctx", type=int, default=2048)
-    s.add_argument("--parallel", type=int, default=1)
+    s.add_argument("--ctx", type=int, default=layout.N_CTX)
+    s.add_argument("--parallel", type=int, default=layout.PARALLEL)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_fit)
 
     s = sub.add_parser("pack", help="package a run's quantized model, task and eval into a verified bundle")
     s.add_argument("run_dir")
-    s.add_argument("--profile", default="router-8gb")
+    s.add_argument("--profile", default=layout.PROFILE)
     s.add_argument("--out", required=True, help="bundle directory, or a path ending in .tar for an archive")
     s.add_argument("--tar", action="store_true", help="write a .tar archive")
     s.add_argument("--type", default=None,

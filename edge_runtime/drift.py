@@ -27,13 +27,15 @@ In `/metrics`: `edge_drift_psi{feature}`, `edge_drift_flag` (0/1), `edge_drift_t
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+from edge_runtime.gguf_types import split_type
+from edge_runtime.layout import PREDICTIONS_FILE, RunLayout, read_jsonl
 
 REFERENCE_FILE = "drift_reference.json"
 REFERENCE_FORMAT = "edge-drift-reference"
@@ -193,17 +195,6 @@ class DriftMonitor:
 
 
 # ---- pack: the reference of a run -----------------------------------------------------
-def _read_jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
-                if len(rows) >= limit:
-                    break
-    return rows
-
-
 def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]]) -> list[int] | None:
     try:
         from llama_cpp import Llama
@@ -228,21 +219,22 @@ def reference_for_run(run_dir: Path, task, model: Path | None = None, qtype: str
     split from `quantize/eval/gguf-*/predictions.jsonl` (else `eval/student/`). None when the
     run has no inputs to profile."""
     run_dir = Path(run_dir)
-    src = next((p for p in (run_dir / "curate" / "train.jsonl", run_dir / "teach" / "eval.jsonl") if p.is_file()), None)
+    run = RunLayout(run_dir)
+    src = next((p for p in (run.train_rows, run.eval_split) if p.is_file()), None)
     if src is None:
         return None
-    rows = [r for r in _read_jsonl(src, max_rows) if task.input_field in r]
+    rows = [r for r in read_jsonl(src, max_rows) if task.input_field in r]
     if not rows:
         return None
     inputs = [task.input_text(r) for r in rows]
     preds_path = None
-    candidates = sorted((run_dir / "quantize" / "eval").glob("gguf-*/predictions.jsonl"))
-    preferred = [p for p in candidates if qtype and qtype.split("+")[0] in p.parent.name]
-    for p in (*preferred, *candidates, run_dir / "eval" / "student" / "predictions.jsonl"):
+    candidates = sorted(run.quantized_eval.glob(f"gguf-*/{PREDICTIONS_FILE}"))
+    preferred = [p for p in candidates if qtype and split_type(qtype)[0] in p.parent.name]
+    for p in (*preferred, *candidates, run.predictions("student")):
         if p.is_file():
             preds_path = p
             break
-    preds = _read_jsonl(preds_path, max_rows) if preds_path else []
+    preds = read_jsonl(preds_path, max_rows) if preds_path else []
     confidences = [float(p["confidence"]) for p in preds if isinstance(p.get("confidence"), (int, float))]
     labels = None
     if task.kind == "classification":

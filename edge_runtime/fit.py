@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from edge_runtime.layout import N_CTX, PARALLEL
 from edge_runtime.profiles import Profile
 
 MIB = 1024**2
@@ -165,7 +166,7 @@ def estimate(shape: ModelShape, n_ctx: int, parallel: int = 1) -> int:
     return shape.file_bytes + kv_bytes(shape, n_ctx, parallel) + compute_bytes(shape, parallel) + overhead_bytes(shape, parallel)
 
 
-def fit(model: str | Path, profile: Profile, n_ctx: int = 2048, parallel: int = 1,
+def fit(model: str | Path, profile: Profile, n_ctx: int = N_CTX, parallel: int = PARALLEL,
         extra_weights_bytes: int = 0) -> FitResult:
     """`extra_weights_bytes`: weights loaded beside the model, e.g. a LoRA adapter GGUF."""
     if n_ctx <= 0 or parallel <= 0:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.layout import RunLayout
 from edge_runtime.text import has_cjk, words
 
 # Common English function words: they match every question and only add noise to BM25.
@@ -268,7 +269,7 @@ def export_knowledge_base(task, dest_dir: str | Path, name: str = "knowledge_bas
 def run_knowledge_base(run_dir: str | Path) -> Path | None:
     """The enriched knowledge base a `distill run` curate stage wrote (`curate.index_queries`),
     or None when it wrote none. Its record names it relative to the run directory."""
-    record = Path(run_dir) / "curate" / "record.json"
+    record = RunLayout(run_dir).record("curate")
     try:
         rel = json.loads(record.read_text(encoding="utf-8"))["outputs"].get("knowledge_base")
     except (FileNotFoundError, json.JSONDecodeError, KeyError):

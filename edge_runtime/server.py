@@ -23,6 +23,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_runtime import layout
 from edge_runtime.budget import server_budget
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.production import LoopSettings, ProductionLoop
@@ -225,10 +226,10 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env,
                                teacher_price_input_per_m, teacher_price_output_per_m)
     budget = server_budget(teacher, escalation_max_per_hour, escalation_max_usd_per_hour, metrics.registry)
-    n_slots = parallel or int(gen.get("parallel", 1))
+    n_slots = parallel or int(gen.get("parallel", layout.PARALLEL))
     predictors = [LlamaCppPredictor.from_bundle(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
                                                 decoding=decoding) for i in range(n_slots)]
-    router = Router(task, float(gen.get("confidence_threshold", 0.5)), teacher, budget)
+    router = Router(task, float(gen.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)), teacher, budget)
     if teacher is None and suggested_teacher(gen):
         import logging
 

@@ -273,3 +273,16 @@ def complete_json_prefix(text: str) -> bool:
         return True
     except json.JSONDecodeError:
         return False
+
+
+def example_score(task: TaskSpec, pred: dict[str, Any] | None, ref: dict[str, Any] | None) -> float:
+    """One example's headline score in [0, 1]: the share of fields right (extraction),
+    or 1/0 for the label (classification) or the chosen FAQ entry (faq), after the task's
+    normalisation. Evaluation (`distill.eval.metrics`) and `quantize sweep` both score with it."""
+    keys = task.answer_keys()
+    if ref is None:
+        raise ValueError("example_score needs a reference answer")
+    if pred is None:
+        return 0.0
+    right = sum(task.normalise(k, pred.get(k)) == task.normalise(k, ref.get(k)) for k in keys)
+    return right / len(keys)

@@ -18,20 +18,9 @@ import os
 import shutil
 from pathlib import Path
 
-from quantize.gguf import IMATRIX_TYPES, QTYPES, convert_lora_to_gguf, convert_to_gguf, quantize_gguf
-
-SUFFIX = "+lora"
-
-
-def split_type(qtype: str) -> tuple[str, bool]:
-    """`q4_k_m+lora` -> ("q4_k_m", True); `q8_0` -> ("q8_0", False)."""
-    if qtype.endswith(SUFFIX):
-        return qtype[: -len(SUFFIX)], True
-    return qtype, False
-
-
-def adapter_types() -> list[str]:
-    return [f"{t}{SUFFIX}" for t in QTYPES if t not in ("bf16",)]
+from edge_runtime.gguf_types import adapter_types, split_type, takes_imatrix  # noqa: F401  (adapter_types: re-exported)
+from edge_runtime.layout import ADAPTER_GGUF, base_gguf, model_gguf
+from quantize.gguf import convert_lora_to_gguf, convert_to_gguf, quantize_gguf
 
 
 def _fingerprint(hf_dir: Path) -> str:
@@ -54,9 +43,9 @@ def base_f16(hf_dir: Path, fallback_dir: Path) -> Path:
     hf_dir = Path(hf_dir)
     root = cache_dir().resolve()
     if hf_dir.resolve().is_relative_to(root):
-        out = root / "gguf" / f"{hf_dir.name}-{_fingerprint(hf_dir)}" / "model-f16.gguf"
+        out = root / "gguf" / f"{hf_dir.name}-{_fingerprint(hf_dir)}" / model_gguf("f16")
     else:
-        out = Path(fallback_dir) / "base-f16.gguf"
+        out = Path(fallback_dir) / base_gguf("f16")
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         convert_to_gguf(hf_dir, out, "f16", overwrite=True)
@@ -83,7 +72,7 @@ def build_adapter_artifacts(adapter_dir: Path, out_dir: Path, qtypes: list[str],
     """For each `<type>+lora`: (quantized base, F16 adapter) under out_dir. The adapter GGUF is shared."""
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     base_dir = base_model_dir(adapter_dir)
-    adapter = convert_lora_to_gguf(adapter_dir, base_dir, out_dir / "adapter-f16.gguf", "f16", overwrite=overwrite)
+    adapter = convert_lora_to_gguf(adapter_dir, base_dir, out_dir / ADAPTER_GGUF, "f16", overwrite=overwrite)
     f16 = base_f16(base_dir, out_dir)
     out: dict[str, tuple[Path, Path]] = {}
     for qtype in qtypes:
@@ -91,7 +80,7 @@ def build_adapter_artifacts(adapter_dir: Path, out_dir: Path, qtypes: list[str],
         if not is_adapter:
             continue
         if base_type == "f16":
-            local = out_dir / "base-f16.gguf"  # every artifact under out_dir by one naming rule
+            local = out_dir / base_gguf("f16")  # every artifact under out_dir by one naming rule
             if local != f16:
                 local.unlink(missing_ok=True)
                 try:
@@ -100,8 +89,8 @@ def build_adapter_artifacts(adapter_dir: Path, out_dir: Path, qtypes: list[str],
                     shutil.copyfile(f16, local)
             out[qtype] = (local, adapter)
             continue
-        use = imatrix if base_type in IMATRIX_TYPES else None
-        path = quantize_gguf(f16, out_dir / f"base-{base_type}.gguf", base_type, imatrix=use, overwrite=overwrite,
+        use = imatrix if takes_imatrix(base_type) else None
+        path = quantize_gguf(f16, out_dir / base_gguf(base_type), base_type, imatrix=use, overwrite=overwrite,
                              embedding_type=embedding_type)
         out[qtype] = (path, adapter)
     return out

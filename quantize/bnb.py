@@ -18,7 +18,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from quantize.gguf import MB, OutputExists, read_hf_config
+from quantize.gguf import MB, OutputExists, atomic_dir, read_hf_config, status
 
 KINDS = ("nf4", "int8")
 SIDECAR_FILES = ("template.json",)  # training's prompt format: the student answers as it was trained
@@ -152,8 +152,6 @@ def load_bnb(hf_dir: str | Path, kind: str, device: str | None = None):
 def save_bnb(hf_dir: str | Path, kind: str, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Write a pre-quantized bitsandbytes checkpoint (weights, config with its
     quantization_config, tokenizer, training's prompt format) to `out_dir`, atomically."""
-    from quantize.onnx_export import atomic_dir
-
     hf_dir, out_dir, kind = Path(hf_dir), Path(out_dir), _check_kind(kind)
     read_hf_config(hf_dir)
     if saved_kind(hf_dir):
@@ -170,7 +168,7 @@ def save_bnb(hf_dir: str | Path, kind: str, out_dir: str | Path, overwrite: bool
             if (hf_dir / name).is_file():
                 shutil.copy2(hf_dir / name, tmp / name)
     size = checkpoint_bytes(out_dir)
-    _status(f"wrote {out_dir} (bitsandbytes {kind}: {size / MB:.1f} MiB of weights, "
+    status(f"wrote {out_dir} (bitsandbytes {kind}: {size / MB:.1f} MiB of weights, "
             f"{footprint / MB:.1f} MiB in memory) in {time.perf_counter() - start:.1f} s")
     return out_dir
 
@@ -178,9 +176,3 @@ def save_bnb(hf_dir: str | Path, kind: str, out_dir: str | Path, overwrite: bool
 def checkpoint_bytes(model_dir: Path) -> int:
     """Bytes of the weight files in a checkpoint folder."""
     return sum(p.stat().st_size for p in Path(model_dir).glob("*.safetensors"))
-
-
-def _status(msg: str) -> None:
-    from quantize.gguf import _status as status
-
-    status(msg)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.layout import N_CTX
+
 PROBES = [
     "Receipt 12/03/2018 TOTAL: RM 45.60",
     '{"company": "ABC SDN BHD", "total": "9.00"}',
@@ -133,7 +135,7 @@ def hf_greedy(hf_dir: Path, prompts: list[str], max_new_tokens: int = 128) -> li
     return outs
 
 
-def gguf_greedy(gguf_path: Path, prompts: list[str], max_new_tokens: int = 128, n_ctx: int = 2048) -> list[str]:
+def gguf_greedy(gguf_path: Path, prompts: list[str], max_new_tokens: int = 128, n_ctx: int = N_CTX) -> list[str]:
     """Greedy continuations from the GGUF through llama-cpp-python, prompts given as text (the runtime's path)."""
     from llama_cpp import Llama
 

@@ -25,8 +25,9 @@ def _task_and_rows(args) -> tuple:
     task = TaskSpec.model_validate(data.get("task", data))
     if not args.rows:
         raise SystemExit("--recipe needs --rows JSONL (rows with the task's input field)")
-    with open(args.rows, encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
+    from edge_runtime.layout import read_jsonl
+
+    rows = read_jsonl(args.rows)
     return task, rows, None
 
 

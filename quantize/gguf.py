@@ -1,6 +1,6 @@
 """HF checkpoint -> GGUF (llama.cpp's own converter) -> quantized GGUF types, and LoRA adapters.
 
-Every writer goes through `_atomic_output`: it refuses an existing output unless asked,
+Every writer goes through `atomic_output`: it refuses an existing output unless asked,
 checks the disk has room, writes under a temporary name next to the output and renames
 only on success, so an interrupted or failed run never leaves a half-written file under
 the final name.
@@ -20,23 +20,15 @@ from math import prod
 from pathlib import Path
 from typing import Iterator
 
+from edge_runtime.gguf_types import EMBEDDING_TYPES, TYPES
 from quantize.compat import llamacpp_mismatches
 from quantize.llamacpp_src import converter_env, llamacpp_dir, supported_architectures
 
-# name -> (llama_ftype constant in llama_cpp, approximate bits per weight, note)
-QTYPES: dict[str, tuple[str, float, str]] = {
-    "f16": ("LLAMA_FTYPE_MOSTLY_F16", 16.0, "reference; what the answer check compares against"),
-    "bf16": ("LLAMA_FTYPE_MOSTLY_BF16", 16.0, "16-bit with float32's range"),
-    "q8_0": ("LLAMA_FTYPE_MOSTLY_Q8_0", 8.5, "near-lossless, half of F16"),
-    "q6_k": ("LLAMA_FTYPE_MOSTLY_Q6_K", 6.56, "very close to F16"),
-    "q5_k_m": ("LLAMA_FTYPE_MOSTLY_Q5_K_M", 5.7, "small loss"),
-    "q4_k_m": ("LLAMA_FTYPE_MOSTLY_Q4_K_M", 4.85, "the usual device default"),
-    "q4_0": ("LLAMA_FTYPE_MOSTLY_Q4_0", 4.5, "simplest 4-bit; fast on ARM"),
-    "iq4_xs": ("LLAMA_FTYPE_MOSTLY_IQ4_XS", 4.25, "4-bit non-linear; best with an importance matrix"),
-}
-# the types quantized with the importance matrix when a recipe computes one (`quantize.imatrix`):
-# the low-bit ones, where spending precision on the weights that matter pays
-IMATRIX_TYPES = ("q5_k_m", "q4_k_m", "q4_0", "iq4_xs")
+# name -> (llama_ftype constant in llama_cpp, approximate bits per weight, note): a view of the one
+# table in edge_runtime/gguf_types.py, which the recipe validates against too
+QTYPES: dict[str, tuple[str, float, str]] = {t.name: (t.ftype, t.bits, t.note) for t in TYPES}
+# the types quantized with the importance matrix when a recipe computes one (`quantize.imatrix`)
+IMATRIX_TYPES = tuple(t.name for t in TYPES if t.imatrix)
 CONVERT_TYPES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.07}
 MB = 1024 * 1024
 
@@ -71,7 +63,8 @@ def check_output(out: Path, overwrite: bool, need_bytes: int) -> None:
 
 
 @contextmanager
-def _atomic_output(out: Path, overwrite: bool, need_bytes: int) -> Iterator[Path]:
+def atomic_output(out: Path, overwrite: bool, need_bytes: int) -> Iterator[Path]:
+    """A temporary file next to `out`, renamed to `out` only when the body wrote it (see the module docstring)."""
     out = Path(out)
     check_output(out, overwrite, need_bytes)
     tmp = out.with_name(out.name + ".partial")
@@ -85,7 +78,24 @@ def _atomic_output(out: Path, overwrite: bool, need_bytes: int) -> Iterator[Path
         tmp.unlink(missing_ok=True)
 
 
-def _n_weights(hf_dir: Path) -> int:
+@contextmanager
+def atomic_dir(out: Path, overwrite: bool, need_bytes: int = 0) -> Iterator[Path]:
+    """A temporary folder next to `out`, renamed to `out` only when the body succeeds."""
+    out = Path(out)
+    check_output(out, overwrite, need_bytes)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def n_weights(hf_dir: Path) -> int:
     """Parameter count from safetensors headers (no tensor is read); file sizes otherwise."""
     total = 0
     files = sorted(hf_dir.glob("*.safetensors"))
@@ -136,7 +146,7 @@ def _run_converter(cmd: list[str], what: str) -> None:
         raise ConversionFailed(f"{what} failed (exit {proc.returncode}):\n{tail}{hint}")
 
 
-def _status(msg: str) -> None:
+def status(msg: str) -> None:
     from rich.console import Console
 
     Console(stderr=True).print(f"[dim]{msg}[/dim]")
@@ -151,11 +161,11 @@ def convert_to_gguf(hf_dir: Path, out_path: Path, outtype: str = "f16", overwrit
     if outtype not in CONVERT_TYPES:
         raise ValueError(f"outtype {outtype!r} is not one of {sorted(CONVERT_TYPES)}; quantize further with quantize_gguf")
     check_convertible(hf_dir)
-    need = int(_n_weights(hf_dir) * CONVERT_TYPES[outtype]) + 64 * MB
+    need = int(n_weights(hf_dir) * CONVERT_TYPES[outtype]) + 64 * MB
     src = llamacpp_dir()
     start = time.perf_counter()
-    with _atomic_output(out_path, overwrite, need) as tmp:
-        _status(f"converting {hf_dir} to {outtype.upper()} GGUF with llama.cpp's convert_hf_to_gguf.py ...")
+    with atomic_output(out_path, overwrite, need) as tmp:
+        status(f"converting {hf_dir} to {outtype.upper()} GGUF with llama.cpp's convert_hf_to_gguf.py ...")
         _run_converter([sys.executable, str(src / "convert_hf_to_gguf.py"), str(hf_dir),
                         "--outfile", str(tmp), "--outtype", outtype], f"converting {hf_dir}")
         if check:
@@ -164,11 +174,10 @@ def convert_to_gguf(hf_dir: Path, out_path: Path, outtype: str = "f16", overwrit
             problems = check_metadata(tmp, hf_dir)
             if problems:
                 raise ConversionFailed(f"{hf_dir} -> GGUF does not match its HF tokenizer: " + "; ".join(problems))
-    _status(f"wrote {out_path} ({out_path.stat().st_size / MB:.1f} MiB) in {time.perf_counter() - start:.0f} s")
+    status(f"wrote {out_path} ({out_path.stat().st_size / MB:.1f} MiB) in {time.perf_counter() - start:.0f} s")
     return out_path
 
 
-EMBEDDING_TYPES = ("q8_0", "q6_k", "q5_0", "q4_0", "iq4_nl")
 
 
 def quantize_gguf(src: Path, dst: Path, qtype: str, imatrix: Path | None = None, overwrite: bool = False,
@@ -208,14 +217,14 @@ def quantize_gguf(src: Path, dst: Path, qtype: str, imatrix: Path | None = None,
         keep = imatrix_param(Path(imatrix))
         params.imatrix = keep[0]
     elif qtype in ("iq4_xs",):
-        _status(f"{qtype} without an importance matrix: expect more loss than with --imatrix")
+        status(f"{qtype} without an importance matrix: expect more loss than with --imatrix")
     start = time.perf_counter()
-    with _atomic_output(dst, overwrite, need) as tmp:
+    with atomic_output(dst, overwrite, need) as tmp:
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
         if rc != 0:
             raise ConversionFailed(f"llama.cpp could not quantize {src} to {qtype} (code {rc}); is it an F16/BF16/F32 GGUF?")
     del keep
-    _status(f"wrote {dst} ({dst.stat().st_size / MB:.1f} MiB, {qtype}) in {time.perf_counter() - start:.1f} s")
+    status(f"wrote {dst} ({dst.stat().st_size / MB:.1f} MiB, {qtype}) in {time.perf_counter() - start:.1f} s")
     return dst
 
 
@@ -231,9 +240,9 @@ def convert_lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, outt
     check_convertible(base_dir)
     weights = sum(f.stat().st_size for f in adapter_dir.glob("adapter_model.*"))
     src = llamacpp_dir()
-    with _atomic_output(out_path, overwrite, weights + 16 * MB) as tmp:
+    with atomic_output(out_path, overwrite, weights + 16 * MB) as tmp:
         _run_converter([sys.executable, str(src / "convert_lora_to_gguf.py"), str(adapter_dir),
                         "--base", str(base_dir), "--outfile", str(tmp), "--outtype", outtype],
                        f"converting LoRA adapter {adapter_dir}")
-    _status(f"wrote {out_path} ({out_path.stat().st_size / MB:.1f} MiB LoRA adapter)")
+    status(f"wrote {out_path} ({out_path.stat().st_size / MB:.1f} MiB LoRA adapter)")
     return out_path

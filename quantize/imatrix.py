@@ -67,7 +67,7 @@ def compute_imatrix(model_gguf: Path, texts: list[str], out: Path, n_ctx: int = 
     from llama_cpp import _internals as internals
     from llama_cpp import Llama
 
-    from quantize.gguf import _atomic_output
+    from quantize.gguf import atomic_output
     from quantize.progress import bar
 
     if not texts:
@@ -127,7 +127,7 @@ def compute_imatrix(model_gguf: Path, texts: list[str], out: Path, n_ctx: int = 
     if not sums:
         raise RuntimeError("no matrix multiplication was observed; the model's graph is not what the imatrix expects")
     writer_size = sum(v.size * 4 + 8 for v in sums.values())
-    with _atomic_output(Path(out), overwrite, writer_size + 1024 * 1024) as tmp:
+    with atomic_output(Path(out), overwrite, writer_size + 1024 * 1024) as tmp:
         w = gguf.GGUFWriter(str(tmp), arch="imatrix")  # general.architecture is ignored by the loader
         w.add_type("imatrix")
         w.add_array(gguf.Keys.IMatrix.DATASETS, ["task training prompts"])

@@ -34,14 +34,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from quantize.gguf import MB, _n_weights, check_output, read_hf_config
+from quantize.gguf import MB, atomic_dir, n_weights, read_hf_config, status
 
 SIDECAR_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "template.json",
                  "special_tokens_map.json", "config.json")
@@ -54,29 +51,6 @@ QUANT_KINDS = ("int8", "int4")
 
 class ExportFailed(RuntimeError):
     """The exporter or quantizer failed; the message says at which step."""
-
-
-@contextmanager
-def atomic_dir(out: Path, overwrite: bool, need_bytes: int = 0) -> Iterator[Path]:
-    """A temporary folder next to `out`, renamed to `out` only when the body succeeds."""
-    out = Path(out)
-    check_output(out, overwrite, need_bytes)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _status(msg: str) -> None:
-    from quantize.gguf import _status as status
-
-    status(msg)
 
 
 def _copy_sidecars(src: Path, dst: Path) -> None:
@@ -161,8 +135,8 @@ def export_onnx(hf_dir: Path, out_dir: Path, overwrite: bool = False, opset: int
     if not (hf_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{hf_dir} has no tokenizer.json: the ONNX runtime engine tokenizes with it")
     start = time.perf_counter()
-    with atomic_dir(out_dir, overwrite, 2 * 4 * _n_weights(hf_dir) + 64 * MB) as tmp:  # raw export + final
-        _status(f"exporting {hf_dir} to ONNX (fp32, KV cache) ...")
+    with atomic_dir(out_dir, overwrite, 2 * 4 * n_weights(hf_dir) + 64 * MB) as tmp:  # raw export + final
+        status(f"exporting {hf_dir} to ONNX (fp32, KV cache) ...")
         config = AutoConfig.from_pretrained(str(hf_dir))
         model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32,
                                                      attn_implementation="eager").eval()
@@ -205,7 +179,7 @@ def export_onnx(hf_dir: Path, out_dir: Path, overwrite: bool = False, opset: int
                 "vocab_size": text.vocab_size, "logits": "last", "quantization": "fp32",
                 "architectures": raw.get("architectures"), "source": str(hf_dir), "opset": opset}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    _status(f"wrote {out_dir / MODEL_FILE} ({model_bytes(out_dir) / MB:.1f} MiB) in {time.perf_counter() - start:.0f} s")
+    status(f"wrote {out_dir / MODEL_FILE} ({model_bytes(out_dir) / MB:.1f} MiB) in {time.perf_counter() - start:.0f} s")
     return out_dir
 
 
@@ -324,7 +298,7 @@ def quantize_onnx(model_dir: Path, out_dir: Path, kind: str, overwrite: bool = F
     start = time.perf_counter()
     model = _load(model_dir / MODEL_FILE)
     with atomic_dir(out_dir, overwrite, model_bytes(model_dir) // 2 + 64 * MB) as tmp:
-        _status(f"quantizing {model_dir} to {kind} with onnxruntime ...")
+        status(f"quantizing {model_dir} to {kind} with onnxruntime ...")
         _untie_head(model)
         try:
             if kind == "int8":
@@ -347,6 +321,6 @@ def quantize_onnx(model_dir: Path, out_dir: Path, kind: str, overwrite: bool = F
         meta.update(quantization=kind, block_size=block_size if kind == "int4" else None,
                     symmetric=symmetric if kind == "int4" else None, source=str(model_dir))
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    _status(f"wrote {out_dir / MODEL_FILE} ({model_bytes(out_dir) / MB:.1f} MiB, {kind}) in "
+    status(f"wrote {out_dir / MODEL_FILE} ({model_bytes(out_dir) / MB:.1f} MiB, {kind}) in "
             f"{time.perf_counter() - start:.0f} s")
     return out_dir

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.task import TaskSpec
-from quantize.adapter import adapter_types, build_adapter_artifacts, split_type
-from quantize.gguf import IMATRIX_TYPES, MB, QTYPES, convert_to_gguf, quantize_gguf
+from edge_runtime.gguf_types import adapter_types
+from edge_runtime.layout import MAX_NEW_TOKENS, N_CTX, RunLayout, read_jsonl
+from edge_runtime.task import TaskSpec, example_score
+from quantize.artifacts import build_gguf_artifacts
+from quantize.gguf import MB, QTYPES
+
+EVAL_MAX_CTX = 2048  # the sweep evaluates with at most this context (task prompts are short), whatever target.n_ctx
 
 
 @dataclass
@@ -28,65 +32,40 @@ class RunInfo:
     embedding_type: str | None = None
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def load_run(run_dir: Path) -> RunInfo:
     """The facts a sweep needs from a run directory, with errors that say which stage to run."""
-    run_dir = Path(run_dir)
-    rec_path = run_dir / "recipe.resolved.json"
+    run = RunLayout(run_dir)
+    rec_path = run.recipe
     if not rec_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no recipe.resolved.json); run `distill run RECIPE` first")
-    recipe = json.loads(rec_path.read_text(encoding="utf-8"))
-    merged = run_dir / "train" / "merged"
-    record = run_dir / "train" / "record.json"
+    recipe = run.read_recipe()
+    merged = run.merged_dir
+    record = run.record("train")
     if record.is_file():
         merged = Path(json.loads(record.read_text())["outputs"].get("merged_dir", merged))
     if not (merged / "config.json").is_file():
         raise FileNotFoundError(f"no merged student at {merged}; run `distill run RECIPE --until train`")
-    evals = run_dir / "teach" / "eval.jsonl"
+    evals = run.eval_split
     if not evals.is_file():
         raise FileNotFoundError(f"no evaluation split at {evals}; run `distill run RECIPE --until teach`")
-    q, target = recipe.get("quantize", {}), recipe.get("target", {})
     from edge_runtime.retrieval import task_for_run
 
-    task = task_for_run(TaskSpec.model_validate(recipe["task"]), run_dir)  # a faq KB enriched at curate
-    return RunInfo(task, merged, _read_jsonl(evals),
-                   float(q.get("quality_floor", 0.98)), int(target.get("n_ctx", 2048)), bool(q.get("imatrix", False)),
-                   q.get("embedding_type"))
-
-
+    task = task_for_run(TaskSpec.model_validate(recipe.task), run_dir)  # a faq KB enriched at curate
+    return RunInfo(task, merged, read_jsonl(evals),
+                   recipe.quality_floor, int(recipe.n_ctx), recipe.imatrix, recipe.embedding_type)
 
 
 def training_texts(run_dir: Path, task: TaskSpec, limit: int = 64) -> list[str]:
     """The task's own training prompts with their answers: what the importance matrix is computed on."""
-    path = Path(run_dir) / "curate" / "train.jsonl"
+    path = RunLayout(run_dir).train_rows
     if not path.is_file():
         raise FileNotFoundError(f"no training rows at {path} for the importance matrix; run `distill run RECIPE --until curate`")
-    rows = _read_jsonl(path)[:limit]
+    rows = read_jsonl(path)[:limit]
     return [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows if r.get("answer")]
 
 
-def ensure_imatrix(run_dir: Path, info: RunInfo, f16: Path, out: Path, overwrite: bool) -> Path:
-    from quantize.imatrix import compute_imatrix
-
-    if out.exists() and not overwrite:
-        return out
-    return compute_imatrix(f16, training_texts(run_dir, info.task), out, overwrite=True)
-
-
-def example_score(task: TaskSpec, pred: dict | None, gold: dict) -> float:
-    """Share of answer keys right after the task's normalisation (field accuracy; 1/0 for a label)."""
-    keys = task.answer_keys()
-    if pred is None:
-        return 0.0
-    return sum(task.normalise(k, pred.get(k)) == task.normalise(k, gold.get(k)) for k in keys) / len(keys)
-
-
-def evaluate_gguf(path: Path, task: TaskSpec, rows: list[dict[str, Any]], n_ctx: int = 2048,
-                  max_new_tokens: int = 160, lora_path: Path | None = None) -> dict[str, Any]:
+def evaluate_gguf(path: Path, task: TaskSpec, rows: list[dict[str, Any]], n_ctx: int = N_CTX,
+                  max_new_tokens: int = MAX_NEW_TOKENS, lora_path: Path | None = None) -> dict[str, Any]:
     """Task metric, answers and decode speed of one GGUF (plus its LoRA adapter, if any) on rows that carry `gold`."""
     from edge_runtime.engines.llamacpp import LlamaCppPredictor
     from quantize.progress import bar
@@ -118,38 +97,28 @@ def sweep(run_dir: Path, profile: str, types: list[str] | None = None, out_dir: 
     prof = get_profile(profile)
     rows = [r for r in info.eval_rows if r.get("gold") is not None][:limit]
     if not rows:
-        raise ValueError(f"{run_dir}/teach/eval.jsonl has no rows with a gold answer to evaluate against")
+        raise ValueError(f"{RunLayout(run_dir).eval_split} has no rows with a gold answer to evaluate against")
     out_dir = Path(out_dir or Path(run_dir) / "sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
-    adapter_dir = Path(run_dir) / "train" / "adapter"
+    adapter_dir = RunLayout(run_dir).adapter_dir
     has_adapter = (adapter_dir / "adapter_config.json").is_file()
     types = [t for t in (types or list(QTYPES) + (adapter_types() if has_adapter else [])) if t not in ("bf16",)]
     unknown = [t for t in types if t not in QTYPES and t not in adapter_types()]
     if unknown:
         raise ValueError(f"unknown type(s) {unknown}; choose from {', '.join(list(QTYPES) + adapter_types())}")
-    f16 = out_dir / "model-f16.gguf"
-    if overwrite or not f16.exists():
-        convert_to_gguf(info.merged_dir, f16, "f16", overwrite=True)
-    imatrix = None
-    if info.imatrix:
-        imatrix = ensure_imatrix(Path(run_dir), info, f16, out_dir / "imatrix.gguf", overwrite)
-    pairs = {}
-    if any(split_type(t)[1] for t in types):
-        pairs = build_adapter_artifacts(adapter_dir, out_dir, types, imatrix=imatrix, overwrite=overwrite,
-                                        embedding_type=info.embedding_type)
+    texts = (lambda: training_texts(Path(run_dir), info.task)) if info.imatrix else None
+    built = build_gguf_artifacts(info.merged_dir, out_dir, types, adapter_dir=adapter_dir, imatrix_texts=texts,
+                                 embedding_type=info.embedding_type, overwrite=overwrite)
     table: list[dict[str, Any]] = []
     reference = None
     for qtype in ["f16"] + [t for t in types if t != "f16"]:
-        path, adapter = pairs.get(qtype, (f16 if qtype == "f16" else out_dir / f"model-{qtype}.gguf", None))
-        if qtype != "f16" and adapter is None and (overwrite or not path.exists()):
-            use = imatrix if qtype in IMATRIX_TYPES else None
-            quantize_gguf(f16, path, qtype, imatrix=use, overwrite=True, embedding_type=info.embedding_type)
+        path, adapter = built[qtype]
         extra = adapter.stat().st_size if adapter else 0
         fitted = fit(path, prof, n_ctx=info.n_ctx, extra_weights_bytes=extra)
         entry: dict[str, Any] = {"type": qtype, "path": str(path), "size_mib": round((path.stat().st_size + extra) / MB, 1),
                                  "fits": fitted.fits, **({"adapter": str(adapter)} if adapter else {})}
         if fitted.fits or qtype == "f16":
-            res = evaluate_gguf(path, info.task, rows, n_ctx=min(info.n_ctx, 2048), lora_path=adapter)
+            res = evaluate_gguf(path, info.task, rows, n_ctx=min(info.n_ctx, EVAL_MAX_CTX), lora_path=adapter)
             if reference is None:
                 reference = res["answers"]
             same = sum(a == b for a, b in zip(res["answers"], reference))

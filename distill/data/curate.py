@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.data.io import write_jsonl
+from edge_runtime.layout import TRAIN_ROWS_FILE
 from edge_runtime.text import CJK, words
 
 EXAMPLES = 5
@@ -233,7 +234,7 @@ def curate(recipe, rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], 
     pii: dict[str, int] = {}
     if cfg.pii_mask:
         kept = [_mask_row(r, task.input_field, cfg.pii_mask, pii) for r in kept]
-    write_jsonl(out_dir / "train.jsonl", kept)
+    write_jsonl(out_dir / TRAIN_ROWS_FILE, kept)
     report = {
         "input_rows": len(rows),
         "kept": len(kept),

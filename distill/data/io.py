@@ -8,7 +8,6 @@ label), always as an answer object the task validates.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import random
@@ -98,11 +97,3 @@ def split_rows(rows: list[dict[str, Any]], eval_size: int, train_size: int | Non
     if train_size:
         train_rows = train_rows[:train_size]
     return train_rows, eval_rows
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.layout import MAX_NEW_TOKENS
 from edge_runtime.predictor import Prediction
 from edge_runtime.task import TaskSpec, complete_json_prefix
 
@@ -31,7 +32,7 @@ def weights_size(path: str | Path) -> int | None:
 class HFPredictor:
     """Greedy generation with transformers on the task's prompt; parses with the task."""
 
-    def __init__(self, model_dir: str | Path, task: TaskSpec, name: str = "hf", max_new_tokens: int = 160,
+    def __init__(self, model_dir: str | Path, task: TaskSpec, name: str = "hf", max_new_tokens: int = MAX_NEW_TOKENS,
                  device: str | None = None, quantization_config=None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

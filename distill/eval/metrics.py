@@ -12,24 +12,12 @@ import re
 from collections import Counter
 from typing import Any
 
-from edge_runtime.task import NO_ANSWER, TaskSpec
+from edge_runtime.task import NO_ANSWER, TaskSpec, example_score  # noqa: F401  (example_score: re-exported)
 
 Answer = dict[str, Any] | None
 
 
 # ---------------------------------------------------------------------------- per example
-
-
-def example_score(task: TaskSpec, pred: Answer, ref: Answer) -> float:
-    """One example's headline score in [0, 1]: the share of fields right (extraction),
-    or 1/0 for the label (classification) or the chosen FAQ entry (faq)."""
-    keys = task.answer_keys()
-    if ref is None:
-        raise ValueError("example_score needs a reference answer")
-    if pred is None:
-        return 0.0
-    right = sum(_same(task, k, pred.get(k), ref.get(k)) for k in keys)
-    return right / len(keys)
 
 
 def _same(task: TaskSpec, key: str, a: Any, b: Any) -> bool:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.gguf_types import split_type
+from edge_runtime.layout import RunLayout
 from edge_runtime.predictor import Prediction, Predictor
 
 CHARS_PER_TOKEN = 4.0  # rule of thumb for estimating the tokens of answers we did not pay for
@@ -122,18 +124,19 @@ def _gguf(path: Path, recipe, name: str, adapter: Path | None = None) -> Built:
 
 def _quantized(run_dir: Path, qtype: str) -> tuple[Path, Path | None]:
     """A quantize-stage artifact by type: its model file and, for `<type>+lora`, its adapter."""
-    record = run_dir / "quantize" / "record.json"
+    run = RunLayout(run_dir)
+    record = run.record("quantize")
     if record.is_file():
         outputs = json.loads(record.read_text()).get("outputs", {})
         if qtype in outputs.get("artifacts", {}):
             adapter = outputs.get("adapters", {}).get(qtype)
             return Path(outputs["artifacts"][qtype]), Path(adapter) if adapter else None
-    if qtype.endswith("+lora"):  # the quantize stage's own names (its record is written after its eval)
-        base, adapter = run_dir / "quantize" / f"base-{qtype.removesuffix('+lora')}.gguf", run_dir / "quantize" / "adapter-f16.gguf"
+    if split_type(qtype)[1]:  # the quantize stage's own names (its record is written after its eval)
+        base, adapter = run.artifact(qtype), run.adapter_gguf
         if not (base.is_file() and adapter.is_file()):
-            raise PredictorUnavailable(f"no {qtype} artifact in {run_dir / 'quantize'}: add it to quantize.types and run the quantize stage")
+            raise PredictorUnavailable(f"no {qtype} artifact in {run.quantize_dir}: add it to quantize.types and run the quantize stage")
         return base, adapter
-    return run_dir / "quantize" / f"model-{qtype}.gguf", None
+    return run.artifact(qtype), None
 
 
 def _hf(path: str | Path, recipe, name: str) -> Built:
@@ -182,12 +185,12 @@ def _bnb(kind: str, path: Path, recipe, name: str) -> Built:
 
 
 def _merged_dir(run_dir: Path) -> Path:
-    record = run_dir / "train" / "record.json"
+    record = RunLayout(run_dir).record("train")
     if record.is_file():
         merged = json.loads(record.read_text()).get("outputs", {}).get("merged_dir")
         if merged:
             return Path(merged)
-    return run_dir / "train" / "merged"
+    return RunLayout(run_dir).merged_dir
 
 
 def _bundle(path: Path, recipe, name: str) -> Built:
@@ -238,7 +241,7 @@ def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
     if kind == "hf" and arg:
         return _hf(arg, recipe, name)
     if kind == "onnx" and arg:
-        return _onnx(run_dir / "quantize" / f"onnx-{arg}" if arg in ONNX_TYPES else Path(arg), recipe, name)
+        return _onnx(RunLayout(run_dir).quantize_dir / f"onnx-{arg}" if arg in ONNX_TYPES else Path(arg), recipe, name)
     if kind == "bnb" and arg:
         bnb_kind, _, where = arg.partition(":")
         return _bnb(bnb_kind, Path(where) if where else _merged_dir(run_dir), recipe, name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,33 +21,9 @@ from distill.eval.machine import describe_machine
 from distill.eval.metrics import example_score, grounded_share, task_metrics
 from distill.eval.predictors import Built, PredictorUnavailable, build_predictor, teacher_predictor
 from distill.eval.stats import bootstrap_ci, mean, percentile
+from distill.peak_memory import PeakMemory
 from distill.progress import Bar, console
-
-
-class PeakMemory:
-    """Resident memory of this process before (`start`) and at its peak while a predictor loads
-    and runs (sampled)."""
-
-    def __init__(self, interval_s: float = 0.05):
-        self.interval, self.peak, self._stop = interval_s, 0, threading.Event()
-
-    def __enter__(self) -> "PeakMemory":
-        import psutil
-
-        self._proc = psutil.Process()
-        self.start = self.peak = self._proc.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
+from edge_runtime.layout import METRICS_FILE, PREDICTIONS_FILE, RunLayout, read_jsonl
 
 
 def _llama_timings(built: Built):
@@ -98,10 +73,9 @@ def predict_all(built: Built, rows: list[dict[str, Any]], task) -> list[dict[str
 def _teacher_reference(recipe, run_dir: Path, rows: list[dict], out_dir: Path) -> dict[str, Any] | None:
     """The teacher's answers by id, without paying for them twice: from this run's eval
     stage when it has them, else from the dataset teacher (free); None otherwise."""
-    for path in (out_dir / "teacher" / "predictions.jsonl", run_dir / "eval" / "teacher" / "predictions.jsonl"):
+    for path in (out_dir / "teacher" / PREDICTIONS_FILE, RunLayout(run_dir).predictions("teacher")):
         if path.is_file():
-            with open(path, encoding="utf-8") as fh:
-                ref = {r["id"]: r["answer"] for r in map(json.loads, fh)}
+            ref = {r["id"]: r["answer"] for r in read_jsonl(path)}
             if all(r["id"] in ref for r in rows):
                 return ref
     if recipe.teacher.kind == "dataset":
@@ -227,7 +201,7 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
     teacher_ref = None
     summaries, fulls, skipped = {}, {}, {}
     for spec in ordered:
-        with PeakMemory() as memory:
+        with PeakMemory(hwm=False, interval_s=0.05) as memory:
             t0 = time.perf_counter()
             try:
                 built = build_predictor(spec, recipe, run_dir)
@@ -248,9 +222,9 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
             teacher_ref = _teacher_reference(recipe, run_dir, rows, out_dir)
         summary, full = summarise(recipe, built, rows, recs, teacher_ref, memory, load_s, usd_per_hour)
         pdir = out_dir / built.name
-        write_jsonl(pdir / "predictions.jsonl", recs)
+        write_jsonl(pdir / PREDICTIONS_FILE, recs)
         write_jsonl(pdir / "disagreements.jsonl", [r for r in recs if r.get("agreement", 1.0) < 1.0])
-        (pdir / "metrics.json").write_text(json.dumps(full, indent=2, default=str))
+        (pdir / METRICS_FILE).write_text(json.dumps(full, indent=2, default=str))
         summaries[built.name], fulls[built.name] = summary, full
         del built
         gc.collect()
@@ -261,7 +235,7 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
         "assumptions": assumptions(recipe, usd_per_hour, hw_source),
         "predictors": fulls, "skipped": skipped,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(doc, indent=2, default=str))
+    (out_dir / METRICS_FILE).write_text(json.dumps(doc, indent=2, default=str))
     result: dict[str, Any] = {"n": len(rows), "predictors": summaries}
     if skipped:
         result["skipped"] = skipped
@@ -275,43 +249,3 @@ def assumptions(recipe, usd_per_hour: float, hw_source: str) -> dict[str, Any]:
             "teacher_price_source": price_src, "requests_per_day": recipe.eval.requests_per_day,
             "hybrid_thresholds": recipe.eval.hybrid_thresholds, "profile": recipe.target.profile,
             "confidence_threshold": recipe.target.confidence_threshold}
-
-
-def evaluate_command(recipe, run_dir: Path, predictors: list[str], data: Path | None, out: Path | None) -> int:
-    """`distill eval`: any predictors on the eval split or on a new data file."""
-    from distill.commands import print_summary
-    from distill.data.io import DataError, as_answer, read_rows
-
-    run_dir = Path(run_dir)
-    specs = predictors or [p for p in recipe.eval.predictors if p != "gguf"] + (
-        [f"gguf:{t}" for t in recipe.quantize.types] if "gguf" in recipe.eval.predictors else [])
-    try:
-        if data is not None:
-            if Path(data).is_dir():  # a folder of scans: through the OCR front end
-                from distill.data.images import read_image_folder
-
-                rows = read_image_folder(data, recipe.task.input_field)
-            else:
-                rows = read_rows(data, recipe.data.id_field)
-            for row in rows:
-                gold = as_answer(recipe.task, row.get(recipe.data.answer_field)) if recipe.data.answer_field else None
-                row["gold"] = gold
-        elif (run_dir / "teach" / "eval.jsonl").is_file():
-            from distill.pipeline.stages import read_jsonl
-
-            rows = read_jsonl(run_dir / "teach" / "eval.jsonl")
-        else:
-            from distill.pipeline.stages import load_splits
-
-            rows = load_splits(recipe)[1]
-        out_dir = Path(out) if out else run_dir / "eval-adhoc"
-        result = evaluate_predictors(recipe, run_dir, specs, rows, out_dir)
-    except (DataError, KeyError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print_summary(out_dir, {"eval": {"outputs": result}})
-    console.log(f"wrote {out_dir}/metrics.json and per-predictor predictions")
-    if not result["predictors"]:
-        print("error: no predictor could be evaluated: " + "; ".join(result.get("skipped", {}).values()), file=sys.stderr)
-        return 2
-    return 0

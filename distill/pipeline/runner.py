@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distill.recipe import Recipe
-
-STAGES = ("teach", "curate", "train", "eval", "quantize", "pack")
+from edge_runtime.layout import STAGES, RunLayout
 
 # Which recipe sections each stage depends on (beyond the stages before it).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
@@ -46,10 +45,15 @@ class StageContext:
 
     @property
     def dir(self) -> Path:
-        return self.run_dir / self.stage
+        return self.layout.stage(self.stage)
 
     def upstream(self, stage: str) -> Path:
-        return self.run_dir / stage
+        return self.layout.stage(stage)
+
+    @property
+    def layout(self) -> RunLayout:
+        """The run directory's paths (`edge_runtime.layout`)."""
+        return RunLayout(self.run_dir)
 
 
 def _section(recipe: Recipe, name: str) -> Any:
@@ -85,22 +89,18 @@ def input_hashes(recipe: Recipe, stage: str) -> dict[str, str]:
 
 def _content_hash(path: Path) -> str:
     """sha256 of a file, or of a folder's file names and contents (a folder of scans)."""
-    from distill.data.io import file_sha256
+    from edge_runtime.bundle import sha256_file
 
     if not path.is_dir():
-        return file_sha256(path)
+        return sha256_file(path)
     digest = hashlib.sha256()
     for child in sorted(p for p in path.iterdir() if p.is_file()):
-        digest.update(f"{child.name}\0{file_sha256(child)}\n".encode())
+        digest.update(f"{child.name}\0{sha256_file(child)}\n".encode())
     return digest.hexdigest()
 
 
 def read_record(run_dir: Path, stage: str) -> dict[str, Any] | None:
-    path = run_dir / stage / "record.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return RunLayout(run_dir).read_record(stage)
 
 
 def select_stages(start: str | None, until: str | None, only: str | None = None) -> list[str]:
@@ -133,7 +133,7 @@ def write_resolved(recipe: Recipe, run_dir: Path) -> Path:
             return strip_userinfo(value)
         return value
 
-    path = run_dir / "recipe.resolved.json"
+    path = RunLayout(run_dir).recipe
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(clean(json.loads(recipe.model_dump_json())), indent=2))
     os.replace(tmp, path)
@@ -196,9 +196,10 @@ def run_pipeline(
             "started": started,
             "duration_s": round(time.time() - started, 2),
         }
-        tmp = ctx.dir / "record.json.tmp"
+        final = ctx.layout.record(stage)
+        tmp = final.with_name(final.name + ".tmp")
         tmp.write_text(json.dumps(record, indent=2, default=str))
-        tmp.replace(ctx.dir / "record.json")
+        tmp.replace(final)
         records[stage] = record
         log(f"[{stage}] done in {record['duration_s']:.1f}s")
     return records
@@ -239,7 +240,7 @@ def _prepare_dir(ctx: StageContext) -> str | None:
             ctx.dir.rename(prev)
             note = f"[{ctx.stage}] outputs of the previous settings moved to {prev}"
         else:
-            (ctx.dir / "record.json").unlink(missing_ok=True)
+            ctx.layout.record(ctx.stage).unlink(missing_ok=True)
     ctx.dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(ctx.fingerprint)
     return note

@@ -7,12 +7,12 @@ into its record.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from distill.data.io import as_answer, read_rows, split_rows, write_jsonl
 from distill.pipeline.runner import StageContext
+from edge_runtime.layout import read_jsonl
 
 
 def load_splits(recipe) -> tuple[list[dict], list[dict]]:
@@ -36,16 +36,11 @@ def load_splits(recipe) -> tuple[list[dict], list[dict]]:
     return train, evals
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def stage_teach(ctx: StageContext) -> dict[str, Any]:
     from distill.teachers import run_teach
 
     train, evals = load_splits(ctx.recipe)
-    write_jsonl(ctx.dir / "eval.jsonl", evals)
+    write_jsonl(ctx.layout.eval_split, evals)
     summary = run_teach(ctx.recipe, train, ctx.dir)
     return {"eval_rows": len(evals), **summary}
 
@@ -53,68 +48,53 @@ def stage_teach(ctx: StageContext) -> dict[str, Any]:
 def stage_curate(ctx: StageContext) -> dict[str, Any]:
     from distill.data.curate import curate
 
-    labelled = read_jsonl(ctx.upstream("teach") / "labelled.jsonl")
-    evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
+    labelled = read_jsonl(ctx.layout.labelled)
+    evals = read_jsonl(ctx.layout.eval_split)
     outputs = curate(ctx.recipe, labelled, evals, ctx.dir)
     if ctx.recipe.curate.index_queries:  # faq: the kept queries become known phrasings of their entries
         from distill.data.faq_index import build_known_phrasings
 
-        outputs.update(build_known_phrasings(ctx.recipe, read_jsonl(ctx.dir / "train.jsonl"), ctx.dir))
+        outputs.update(build_known_phrasings(ctx.recipe, read_jsonl(ctx.layout.train_rows), ctx.dir))
     return outputs
 
 
 def stage_train(ctx: StageContext) -> dict[str, Any]:
     from distill.train import train_student
 
-    rows = read_jsonl(ctx.upstream("curate") / "train.jsonl")
+    rows = read_jsonl(ctx.layout.train_rows)
     return train_student(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)
 
 
 def stage_eval(ctx: StageContext) -> dict[str, Any]:
     from distill.eval import evaluate_predictors
 
-    evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
+    evals = read_jsonl(ctx.layout.eval_split)
     kinds = [k for k in ctx.recipe.eval.predictors if k != "gguf"]  # GGUFs are judged after quantize
     return evaluate_predictors(ctx.recipe, ctx.run_dir, kinds, evals, ctx.dir)
 
 
 def stage_quantize(ctx: StageContext) -> dict[str, Any]:
     from distill.eval import evaluate_predictors
-    from quantize.gguf import IMATRIX_TYPES, convert_to_gguf, quantize_gguf
+    from quantize.artifacts import build_gguf_artifacts
 
-    merged = Path(ctx.records["train"]["outputs"]["merged_dir"])
-    f16 = convert_to_gguf(merged, ctx.dir / "model-f16.gguf", outtype="f16", overwrite=True)
-    artifacts = {"f16": str(f16)}
-    imatrix = None
-    if ctx.recipe.quantize.imatrix:  # importance from the task's own training prompts and answers
-        from quantize.imatrix import compute_imatrix
+    run, q, task = ctx.layout, ctx.recipe.quantize, ctx.recipe.task
 
-        task = ctx.recipe.task
-        rows = read_jsonl(ctx.upstream("curate") / "train.jsonl")[:64]
-        texts = [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
-        imatrix = compute_imatrix(f16, texts, ctx.dir / "imatrix.gguf", overwrite=True)
-    q = ctx.recipe.quantize
-    for qtype in q.types:
-        if qtype in ("f16", "bf16") or qtype.endswith("+lora"):
-            continue
-        use = imatrix if qtype in IMATRIX_TYPES else None
-        artifacts[qtype] = str(quantize_gguf(f16, ctx.dir / f"model-{qtype}.gguf", qtype, imatrix=use, overwrite=True,
-                                             embedding_type=q.embedding_type))
-    adapters: dict[str, str] = {}
-    if any(t.endswith("+lora") for t in q.types):  # quantized base + F16 adapter (quantize/adapter.py says why)
-        from quantize.adapter import build_adapter_artifacts
+    def imatrix_texts() -> list[str]:  # importance from the task's own training prompts and answers
+        rows = read_jsonl(run.train_rows)[:64]
+        return [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
 
-        pairs = build_adapter_artifacts(Path(ctx.records["train"]["outputs"].get("adapter_dir") or ctx.upstream("train") / "adapter"), ctx.dir, q.types,
-                                        imatrix=imatrix, embedding_type=q.embedding_type)
-        for qtype, (base, adapter) in pairs.items():
-            artifacts[qtype], adapters[qtype] = str(base), str(adapter)
+    built = build_gguf_artifacts(Path(ctx.records["train"]["outputs"]["merged_dir"]), ctx.dir, q.types,
+                                 adapter_dir=Path(ctx.records["train"]["outputs"].get("adapter_dir") or run.adapter_dir),
+                                 imatrix_texts=imatrix_texts if q.imatrix else None, embedding_type=q.embedding_type)
+    artifacts = {k: str(model) for k, (model, _) in built.items()}
+    adapters = {k: str(adapter) for k, (_, adapter) in built.items() if adapter is not None}
     sizes = {k: Path(v).stat().st_size + (Path(adapters[k]).stat().st_size if k in adapters else 0)
              for k, v in artifacts.items()}
     outputs: dict[str, Any] = {"artifacts": artifacts, "adapters": adapters, "sizes": sizes}
     if "gguf" in ctx.recipe.eval.predictors:
-        evals = read_jsonl(ctx.upstream("teach") / "eval.jsonl")
+        evals = read_jsonl(run.eval_split)
         kinds = [f"gguf:{q}" for q in artifacts if q != "f16" or len(artifacts) == 1]
-        outputs["eval"] = evaluate_predictors(ctx.recipe, ctx.run_dir, kinds, evals, ctx.dir / "eval")
+        outputs["eval"] = evaluate_predictors(ctx.recipe, ctx.run_dir, kinds, evals, run.quantized_eval)
     return outputs
 
 

@@ -14,15 +14,13 @@ from typing import Any
 
 from distill.eval import cost as costs
 from distill.eval.machine import describe_line
+from edge_runtime.layout import read_jsonl
 
 EVAL_DIRS = ("eval", "quantize/eval")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_jsonl(path) if path.is_file() else []
 
 
 def collect(run_dir: Path) -> dict[str, Any]:

@@ -7,17 +7,14 @@ output layer's logits (answer positions only, or every position). It is compared
 the device's free memory before any weights are loaded; if it will not fit we stop and
 name the setting to change. The measured peak is recorded next to it in train_metrics.json.
 
-Measuring on CPU: Linux lets a process reset its resident-set high-water mark
-(`/proc/self/clear_refs` <- 5) and read it back (`VmHWM`), which catches short-lived peaks
-that sampling would miss. We report the peak minus the resident size before the model
-was loaded. On CUDA: torch.cuda.max_memory_allocated.
+The measured peak comes from `distill.peak_memory.PeakMemory` (on CPU the resident-set
+high-water mark minus the resident size before the model was loaded; on CUDA
+torch.cuda.max_memory_allocated).
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -144,62 +141,6 @@ def check_fits(est: MemoryEstimate, settings: dict, margin: float = 0.9) -> Memo
         f"training needs about {_gb(est.total_bytes)} on {est.device} but only {_gb(est.available_bytes)} is free "
         f"(largest parts: {', '.join(f'{k} {_gb(v)}' for k, v in big)}). Change one of:\n  - " + "\n  - ".join(hints)
     )
-
-
-def rss_bytes() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
-class PeakMemory:
-    """Peak memory while the block runs: CUDA allocator peak, or CPU resident-set peak above `baseline`."""
-
-    def __init__(self, device: str, baseline: int | None = None):
-        self.device, self.baseline = device, baseline
-        self.peak_bytes = 0
-        self.method = ""
-        self._stop = threading.Event()
-        self._thread = None
-        self._sampled = 0
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-            self.method = "torch.cuda.max_memory_allocated"
-            return self
-        if self.baseline is None:
-            self.baseline = rss_bytes()
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            self.method = "VmHWM (reset via /proc/self/clear_refs) minus RSS before model load"
-        except OSError:
-            self.method = "sampled RSS every 10 ms minus RSS before model load"
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._sampled = max(self._sampled, rss_bytes())
-            time.sleep(0.01)
-
-    def read(self) -> int:
-        if self.device.startswith("cuda"):
-            return int(torch.cuda.max_memory_allocated())
-        if self._thread is None:
-            with open("/proc/self/status") as fh:
-                for line in fh:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024 - int(self.baseline or 0)
-        return max(self._sampled, rss_bytes()) - int(self.baseline or 0)
-
-    def __exit__(self, *exc) -> None:
-        self.peak_bytes = self.read()
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1)
 
 
 def device_name() -> str:

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.engines.decoding import DecodeSettings, SchemaDecoder, grammar_from_schema
+from edge_runtime.layout import MAX_NEW_TOKENS, N_CTX
 from edge_runtime.predictor import Prediction
 from edge_runtime.task import TaskSpec
 
 DECODERS = ("schema", "llama-grammar")
 
 
-def load_llama(path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 0, **kwargs):
+def load_llama(path: str | Path, n_ctx: int = N_CTX, n_threads: int | None = None, seed: int = 0, **kwargs):
     """Load a GGUF quietly; a missing or corrupt file raises with the path named."""
     from llama_cpp import Llama
 
@@ -197,8 +198,8 @@ class LlamaCppPredictor:
     (see edge_runtime.router.answer_confidence).
     """
 
-    def __init__(self, gguf_path: str | Path, task: TaskSpec, name: str = "gguf", n_ctx: int = 2048,
-                 max_new_tokens: int = 160, n_threads: int | None = None, llm: Any = None,
+    def __init__(self, gguf_path: str | Path, task: TaskSpec, name: str = "gguf", n_ctx: int = N_CTX,
+                 max_new_tokens: int = MAX_NEW_TOKENS, n_threads: int | None = None, llm: Any = None,
                  prefix_reuse: bool = True, confidence: bool = True, grammar_text: str | None = None,
                  lora_path: str | Path | None = None, decoder: str = "schema",
                  decoding: DecodeSettings | dict[str, Any] | None = None):
@@ -233,8 +234,8 @@ class LlamaCppPredictor:
         """A verified bundle's model with its own generation settings: what `serve`, `predict` and
         `distill eval bundle:` run. `decoding` overrides the bundle's decoding settings (serve flags)."""
         gen = bundle.generation
-        return cls(bundle.model_path, bundle.task, name=name, n_ctx=int(gen.get("n_ctx", 2048)),
-                   max_new_tokens=int(gen.get("max_new_tokens", 160)), n_threads=n_threads,
+        return cls(bundle.model_path, bundle.task, name=name, n_ctx=int(gen.get("n_ctx", N_CTX)),
+                   max_new_tokens=int(gen.get("max_new_tokens", MAX_NEW_TOKENS)), n_threads=n_threads,
                    grammar_text=bundle.grammar, prefix_reuse=prefix_reuse, lora_path=bundle.adapter_path,
                    decoding={**(gen.get("decoding") or {}), **(decoding or {})}, **kwargs)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.layout import MAX_NEW_TOKENS
 from edge_runtime.predictor import Prediction
 from edge_runtime.task import TaskSpec, complete_json_prefix
 
@@ -51,7 +52,7 @@ def load_session(path: str | Path, n_threads: int | None = None):
 class OnnxPredictor:
     """Answers a task with an ONNX causal LM (fp32, INT8 or INT4). Thread-safe: one request at a time."""
 
-    def __init__(self, model_dir: str | Path, task: TaskSpec, name: str = "onnx", max_new_tokens: int = 160,
+    def __init__(self, model_dir: str | Path, task: TaskSpec, name: str = "onnx", max_new_tokens: int = MAX_NEW_TOKENS,
                  n_threads: int | None = None):
         from tokenizers import Tokenizer
 

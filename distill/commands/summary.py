@@ -1,4 +1,4 @@
-"""The commands behind `distill run|teach|curate|train|eval|presets` and the run summary."""
+"""The table `distill run` and `distill eval` end with: every evaluated predictor, quality next to speed and size."""
 
 from __future__ import annotations
 
@@ -6,37 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
-from distill.pipeline.runner import run_pipeline
 from distill.progress import console
-
-
-def run_command(args, recipe, run_dir: Path) -> int:
-    log = lambda msg: console.log(escape(msg))  # noqa: E731  ("[teach]" is not rich markup)
-    if args.command == "run":
-        records = run_pipeline(recipe, run_dir, start=args.start, until=args.until, force=args.force, log=log)
-        if "eval" in records:
-            try:
-                from distill.report import write_report
-
-                for path in write_report(run_dir):
-                    log(f"report: {path}")
-            except ImportError:
-                pass
-        print_summary(run_dir, records)
-        return 0
-    if args.command in ("teach", "curate", "train"):
-        run_pipeline(recipe, run_dir, only=args.command, force=args.force, log=log)
-        return 0
-    if args.command == "eval":
-        from distill.eval import evaluate_command
-        from distill.pipeline.runner import recipe_for_run
-
-        # the run's own retrieval (a faq knowledge base enriched at curate), as its bundle serves
-        return evaluate_command(recipe_for_run(recipe, run_dir), run_dir, args.predictor, args.data, args.out)
-    raise ValueError(args.command)
 
 
 def _fmt_metric(value: float | None) -> str:
@@ -90,17 +62,3 @@ def print_summary(run_dir: Path, records: dict[str, dict[str, Any]]) -> None:
     # the table is wider than the 80 columns rich assumes when output is not a terminal
     Console(stderr=True, width=max(console.width, 150)).print(table)
     (run_dir / "summary.json").write_text(json.dumps(dict(rows), indent=2))
-
-
-def print_presets() -> int:
-    from distill.models.resolve import presets
-
-    table = Table(title="student presets (distill/models/presets.yaml)")
-    for col in ("name", "hf id", "params", "layers", "hidden", "kv heads", "head dim", "vocab", "context", "license", "lora r", "lr"):
-        table.add_column(col)
-    for name, f in presets().items():
-        table.add_row(name, f["hf_id"], f"{f['params'] / 1e9:.2f}B", str(f["layers"]), str(f["hidden_size"]),
-                      str(f["kv_heads"]), str(f["head_dim"]), str(f["vocab_size"]), str(f["context_length"]),
-                      f["license"], str(f["lora_r"]), str(f["learning_rate"]))
-    console.print(table)
-    return 0
