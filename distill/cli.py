@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from distill.recipe import RecipeError
+from edge_runtime.layout import STAGES
 
 # the one dispatch table: command -> (its one-line help, the module whose `main(args)` runs it)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -42,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     p = sub.add_parser("run", help=COMMANDS["run"][0], description=COMMANDS["run"][0])
     _recipe_args(p)
-    p.add_argument("--from", dest="start", metavar="STAGE", help="start at this stage (earlier ones must be done)")
-    p.add_argument("--until", metavar="STAGE", help="stop after this stage")
+    p.add_argument("--from", dest="start", metavar="STAGE", choices=STAGES,
+                   help=f"start at this stage (earlier ones must be done): {', '.join(STAGES)}")
+    p.add_argument("--until", metavar="STAGE", choices=STAGES, help="stop after this stage")
     p.add_argument("--force", action="store_true", help="redo the selected stages even if up to date")
     p = sub.add_parser("validate", help=COMMANDS["validate"][0], description=COMMANDS["validate"][0])
     p.add_argument("recipe")
@@ -73,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from distill.pipeline.runner import StageOrderError
     from distill.progress import quiet_libraries
     from distill.teachers.cache import CacheWriteError
 
     quiet_libraries(args.verbose)
     try:
         return _dispatch(args)
-    except RecipeError as exc:
+    except (RecipeError, StageOrderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except CacheWriteError as exc:  # a full disk while storing paid answers: what was kept, how to resume

@@ -116,6 +116,11 @@ def select_stages(start: str | None, until: str | None, only: str | None = None)
     return list(STAGES[lo : hi + 1])
 
 
+class StageOrderError(RuntimeError):
+    """A stage was asked for whose inputs are missing or out of date; the message names the
+    stage to run from."""
+
+
 def write_resolved(recipe: Recipe, run_dir: Path) -> Path:
     """`run_dir/recipe.resolved.json`: the recipe as run, with `user:pass@` removed from every
     URL (it is shared with reports and bundles), written atomically (a temporary file, then
@@ -171,12 +176,12 @@ def run_pipeline(
             continue
         for earlier in STAGES[: STAGES.index(stage)]:
             if earlier not in records:
-                raise RuntimeError(
+                raise StageOrderError(
                     f"stage {stage!r} needs {earlier!r}, which has not run for this recipe; "
                     f"run `distill run` without --from/--only first"
                 )
             if records[earlier].get("fingerprint") != fingerprint_of(recipe, earlier, records):
-                raise RuntimeError(
+                raise StageOrderError(
                     f"stage {earlier!r} is out of date for this recipe; re-run from it: --from {earlier}"
                 )
         stage_recipe = recipe_for_run(recipe, run_dir) if STAGES.index(stage) > STAGES.index("curate") else recipe

@@ -86,3 +86,16 @@ def test_unset_optional_settings_are_not_fingerprinted():
     assert "distillation" not in student["training"] and "max_steps" not in student["training"]
     with_max = load_recipe(QUICKSTART, ["student.training.max_steps=3"])
     assert _section(with_max, "student")["training"]["max_steps"] == 3
+
+
+def test_cli_names_a_stage_order_problem_without_a_traceback(tmp_path):
+    """`distill run --from` a stage whose inputs are missing, or an unknown stage: one error line."""
+    import subprocess
+    import sys
+
+    from tests.conftest import QUICKSTART
+
+    for stage, says in (("curate", "needs 'teach'"), ("trian", "invalid choice")):
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(QUICKSTART), "--from", stage,
+                               "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
