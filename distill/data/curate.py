@@ -19,6 +19,7 @@ from typing import Any
 
 from distill.data.io import write_jsonl
 from edge_runtime.layout import TRAIN_ROWS_FILE
+from edge_runtime.pii import luhn_ok
 from edge_runtime.text import CJK, words
 
 EXAMPLES = 5
@@ -29,14 +30,6 @@ EXAMPLES = 5
 # birth date and region (python-stdnum), and phones need a keyword (tel, 电话, ...), a leading +,
 # or the shape of a mainland mobile (11 digits, 1[3-9]...). Digit runs are delimited by ASCII
 # letters and digits, not by \b: in Chinese text a number follows a word character (卡号6222...).
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
-
-
 def _iban_ok(text: str) -> bool:
     s = text.replace(" ", "")
     moved = s[4:] + s[:4]
@@ -91,7 +84,7 @@ def _sub(pattern, mask, check=None, keep_groups=0):
 PII_MASKERS = {
     "email": [_sub(_EMAIL, "[EMAIL]")],
     "id": [_sub(_RESIDENT_ID, "[ID]", check=_resident_id_ok)],
-    "card": [_sub(_CARD, "[CARD]", check=lambda v: 13 <= len(re.sub(r"\D", "", v)) <= 19 and _luhn(re.sub(r"\D", "", v)))],
+    "card": [_sub(_CARD, "[CARD]", check=lambda v: 13 <= len(re.sub(r"\D", "", v)) <= 19 and luhn_ok(re.sub(r"\D", "", v)))],
     "iban": [_sub(_IBAN, "[IBAN]", check=_iban_ok)],
     "ip": [_sub(_IP, "[IP]")],
     "phone": [_sub(_PHONE_KW, "[PHONE]", keep_groups=2), _sub(_PHONE_KW_ZH, "[PHONE]", keep_groups=2),
