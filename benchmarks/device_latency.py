@@ -171,6 +171,7 @@ def main() -> None:
                            "forced_share": round(rt.forced / total, 3) if total else 0,
                            "copied_share": round(rt.copied / total, 3) if total else 0,
                            "passes_per_answer": round(rt.forward_passes / len(inputs), 1),
+                           "full_mask_steps": rt.masked_steps,
                            "mask_share": round(rt.mask_s / sum(times["runtime"]), 4),
                            "confidence_share": round(rt.prob_s / sum(times["runtime"]), 4)},
     }

@@ -153,7 +153,6 @@ class SchemaDecoder:
         self.eos = self.tokenizer.eos_token
         self._mask = np.zeros(((self.n_vocab + 31) // 32,), dtype=np.int32)
         self._pieces: dict[int, bytes] = {}
-        self._stats = DecodeStats()  # the running answer's, counted by _decode too
 
     # ---- llama.cpp plumbing -------------------------------------------------------------
     @property
@@ -166,10 +165,10 @@ class SchemaDecoder:
         s = self.settings
         return s.draft_max + 1 if (s.speculate or s.fixed_shape) else 1
 
-    def _decode(self, tokens: list[int], logits: str = "last") -> None:
+    def _decode(self, tokens: list[int], logits: str = "last", stats: DecodeStats | None = None) -> None:
         """Evaluate `tokens` after the current context. `logits`: "last" or "all" rows, or
         "prompt": batches of up to n_batch rows, the last row's logits. Other passes are padded
-        to `shape` rows (the padding leaves no KV behind) and counted in the answer's stats."""
+        to `shape` rows (the padding leaves no KV behind) and counted in `stats`."""
         llm = self.llm
         step = llm.n_batch if logits == "prompt" else self.shape
         for i in range(0, len(tokens), step):
@@ -186,8 +185,8 @@ class SchemaDecoder:
                 b.seq_id[j][0] = 0
                 b.logits[j] = j < k and (logits == "all" or (last and j == k - 1))
             llm._ctx.decode(llm._batch)
-            if logits != "prompt":
-                self._stats.forward_passes += 1
+            if stats is not None:
+                stats.forward_passes += 1
             if len(rows) > k:
                 llm._ctx.kv_cache_seq_rm(0, n_past + k, -1)
             llm.input_ids[n_past: n_past + k] = chunk
@@ -270,7 +269,6 @@ class SchemaDecoder:
         from llguidance import LLMatcher
 
         s, stats = self.settings, DecodeStats()
-        self._stats = stats
         matcher = LLMatcher(self.tokenizer, self.grammar, log_level=0)
         out: list[int] = []
         probs: list[float] = []
@@ -314,7 +312,7 @@ class SchemaDecoder:
                 draft = draft[: max(0, min(max_tokens - len(out), self.shape - len(pending)))]
                 draft = draft[: matcher.validate_tokens(draft)]
             base = self.llm.n_tokens
-            self._decode(pending + draft, logits="all" if draft else "last")
+            self._decode(pending + draft, logits="all" if draft else "last", stats=stats)
             if not draft:
                 row, pending = self._row(-1), []
                 continue

@@ -100,7 +100,9 @@ def test_verify_cli_exit_codes(copy):
     assert inspect.returncode == 2  # size changed, so even the fast check refuses
 
 
-def test_tar_round_trip_and_hostile_archive(tmp_path, receipts_bundle):
+def test_tar_round_trip_and_hostile_archive(tmp_path, receipts_bundle, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(cache))
     tar = to_tar(receipts_bundle, tmp_path / "b.tar")
     assert load_bundle(tar).task.name == "receipts"
     evil = tmp_path / "evil.tar"
@@ -110,6 +112,8 @@ def test_tar_round_trip_and_hostile_archive(tmp_path, receipts_bundle):
         t.addfile(info, io.BytesIO(b"hi"))
     with pytest.raises(BundleError, match="escape"):
         load_bundle(evil)
+    unpacked = list((cache / "bundles").iterdir())
+    assert len(unpacked) == 1  # the good archive's copy; the refused one left nothing behind
 
 
 def test_manifest_rewritten_after_change_is_accepted(copy):

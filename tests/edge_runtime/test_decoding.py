@@ -138,11 +138,11 @@ def test_acceptance_is_counted_per_verified_draft(gemma_llm, monkeypatch):
     seen = {"proposed": 0, "verify_passes": 0}
     real_decode = dec._decode
 
-    def counting(tokens, logits="last"):
+    def counting(tokens, logits="last", **kw):
         if logits == "all":
             seen["verify_passes"] += 1
             seen["proposed"] += len(tokens) - 1  # the sampled token, then the draft
-        return real_decode(tokens, logits)
+        return real_decode(tokens, logits, **kw)
 
     monkeypatch.setattr(dec, "_decode", counting)
     gemma_llm.reset()
