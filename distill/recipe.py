@@ -204,9 +204,19 @@ class TrainingConfig(Strict):
         None, description="faq tasks: candidate order and \"none\" labels in training prompts (None: the defaults)")
 
 
+# student.head when the recipe leaves it out, per task kind: measured choices (docs/results.md,
+# "Task heads"); extraction always generates.
+HEAD_DEFAULTS = {"extraction": "generate", "classification": "generate", "faq": "generate"}
+
+
 class StudentConfig(Strict):
     model: str = Field("gemma-3-270m", description="a preset name, an HF id or a local path")
     method: Literal["lora", "qlora", "full"] = "lora"
+    head: Literal["generate", "classifier"] | None = Field(
+        None, description="how the student answers: generate (JSON text, token by token, constrained to the task's "
+        "schema) or classifier (classification only: a linear head on the final hidden state scores every label "
+        "in one forward pass and gives a calibrated distribution; the device runs the GGUF body in llama.cpp's "
+        "embedding mode plus the head with numpy). None: the task kind's default (HEAD_DEFAULTS)")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
@@ -269,10 +279,25 @@ class Recipe(Strict):
     def _consistent(self) -> "Recipe":
         if self.teacher.kind == "dataset" and self.teacher.responses is None and not self.data.answer_field:
             raise ValueError("teacher.kind 'dataset' needs data.answer_field or teacher.responses")
+        if self.student.head == "classifier":
+            if self.task.kind != "classification":
+                raise ValueError(f"student.head: classifier is for classification tasks; task.kind is {self.task.kind!r} "
+                                 f"(use student.head: generate)")
+            if self.student.method != "lora":
+                raise ValueError("student.head: classifier trains with student.method: lora")
+            lora_types = [t for t in self.quantize.types if t.endswith("+lora")]
+            if lora_types:
+                raise ValueError(f"quantize.types {lora_types}: a classifier student ships its merged body (plus the "
+                                 f"head file); use plain types such as q8_0 or q4_k_m")
         if self.curate.index_queries and not (self.task.kind == "faq" and self.task.knowledge_base):
             raise ValueError("curate.index_queries attaches training queries to a knowledge base: it needs a faq task "
                              "with task.knowledge_base; remove it or set those")
         return self
+
+
+def student_head(recipe: "Recipe") -> str:
+    """The head the student trains and ships with: the recipe's, else the kind's default."""
+    return recipe.student.head or HEAD_DEFAULTS[recipe.task.kind]
 
 
 class RecipeError(ValueError):

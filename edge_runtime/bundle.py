@@ -118,9 +118,9 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
          teacher: dict[str, Any] | None = None, eval_summary: dict[str, Any] | None = None,
          template: Path | None = None, overwrite: bool = False, profiles_file: str | Path | None = None,
          model_name: str | None = None, adapter: Path | None = None,
-         drift_reference: dict[str, Any] | None = None) -> Path:
+         drift_reference: dict[str, Any] | None = None, head: Path | None = None) -> Path:
     """Write a bundle directory for one GGUF (and optionally its GGUF LoRA adapter, applied at
-    load time) and one task; returns the directory."""
+    load time, and a classifier head, `edge_runtime.heads`) and one task; returns the directory."""
     from edge_runtime.fit import fit
     from edge_runtime.profiles import get_profile
 
@@ -129,10 +129,18 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
         raise FileNotFoundError(f"model not found: {model}")
     if adapter is not None and not Path(adapter).is_file():
         raise FileNotFoundError(f"LoRA adapter not found: {adapter}")
+    if head is not None:
+        from edge_runtime.heads import ClassifierHead
+
+        if task.kind != "classification":
+            raise ValueError(f"a classifier head is for classification tasks; task {task.name!r} is {task.kind}")
+        if sorted(ClassifierHead.load(head).labels) != sorted(task.labels):
+            raise ValueError(f"{head}: the head's labels differ from task {task.name!r}'s; pack the run's own head")
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
     prof = get_profile(profile, profiles_file)
-    fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel, extra_weights_bytes=Path(adapter).stat().st_size if adapter else 0)
+    extra_weights = (Path(adapter).stat().st_size if adapter else 0) + (Path(head).stat().st_size if head else 0)
+    fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel, extra_weights_bytes=extra_weights)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -140,6 +148,10 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
     _link_or_copy(model, tmp / model_name)
     if adapter is not None:
         _link_or_copy(Path(adapter), tmp / ADAPTER)
+    if head is not None:
+        from edge_runtime.heads import HEAD_FILE
+
+        shutil.copyfile(head, tmp / HEAD_FILE)
     from edge_runtime.retrieval import export_knowledge_base
 
     task = export_knowledge_base(task, tmp)  # a faq task's knowledge base travels in the bundle, named relatively
@@ -167,7 +179,10 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
         from edge_runtime.drift import REFERENCE_FILE, check_reference
 
         _write_json(tmp / REFERENCE_FILE, check_reference(drift_reference))
+    from edge_runtime.heads import HEAD_FILE
+
     write_manifest(tmp, {"model": model_name, **({"adapter": ADAPTER} if adapter is not None else {}),
+                         **({"head": HEAD_FILE, "answers_with": "classifier"} if head is not None else {}),
                          "task": task.name, "kind": task.kind, "profile": profile, "fits": fitted.fits})
     _replace_dir(tmp, out_dir)
     return out_dir
@@ -240,7 +255,22 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
                 confidence_threshold=recipe.confidence_threshold, max_new_tokens=recipe.max_new_tokens, teacher=esc,
                 eval_summary=evals, template=run.template, overwrite=overwrite,
                 model_name=(layout.base_gguf if adapter else layout.model_gguf)(split_type(qtype)[0]),
-                adapter=Path(adapter) if adapter else None, drift_reference=reference)
+                adapter=Path(adapter) if adapter else None, drift_reference=reference, head=run_head(run_dir))
+
+
+def run_head(run_dir: Path) -> Path | None:
+    """A run's classifier head (`train/head.npz`, named by the train record), or None."""
+    run = layout.RunLayout(run_dir)
+    record = run.record("train")
+    if not record.is_file():
+        return None
+    head = json.loads(record.read_text()).get("outputs", {}).get("head")
+    if not head:
+        return None
+    path = Path(head)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing (the classifier head the train record names); run the train stage again")
+    return path
 
 
 # ---- verification and loading -----------------------------------------------------

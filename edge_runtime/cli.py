@@ -114,7 +114,7 @@ def _add_decoding_flags(s) -> None:
 
 def _predict(a) -> int:
     from edge_runtime.bundle import load_bundle
-    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+    from edge_runtime.engines import bundle_predictor
     from edge_runtime.router import Router
 
     b = load_bundle(a.bundle)
@@ -127,7 +127,7 @@ def _predict(a) -> int:
         example = {task.input_field: Path(a.input[1:]).read_text() if a.input.startswith("@") else a.input}
     else:
         example = {task.input_field: sys.stdin.read()}
-    pred = LlamaCppPredictor.from_bundle(b, n_threads=a.threads, decoding=_decoding_flags(a))
+    pred = bundle_predictor(b, n_threads=a.threads, decoding=_decoding_flags(a))
     try:
         p = pred.predict(example)
     finally:

@@ -47,6 +47,7 @@ EVAL_SPLIT_FILE = "eval.jsonl"  # teach
 TRAIN_ROWS_FILE = "train.jsonl"  # curate
 ADAPTER_DIR = "adapter"  # train
 MERGED_DIR = "merged"  # train
+HEAD_FILE = "head.npz"  # train (student.head: classifier) and bundle: the classifier head
 ADAPTER_GGUF = "adapter-f16.gguf"  # a `<q>+lora` artifact's F16 LoRA adapter
 IMATRIX_GGUF = "imatrix.gguf"
 
@@ -108,6 +109,10 @@ class RunLayout:
     @property
     def merged_dir(self) -> Path:
         return self.root / "train" / MERGED_DIR
+
+    @property
+    def head(self) -> Path:
+        return self.root / "train" / HEAD_FILE
 
     @property
     def template(self) -> Path:

@@ -245,6 +245,8 @@ class Router:
             "confidence_parts": student.extra.get("confidence_parts", {}),
             "usage": {"prompt_tokens": student.prompt_tokens, "completion_tokens": student.completion_tokens},
         }
+        if "alternatives" in student.extra:  # a classifier head's next most likely labels
+            body["alternatives"] = student.extra["alternatives"]
         if student.answer is None:
             body["problems"] = student.problems
         if not body["low_confidence"] or self.teacher is None:

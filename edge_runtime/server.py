@@ -217,7 +217,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     the slots (`edge_runtime.uploads`). `escalation_max_per_hour` / `escalation_max_usd_per_hour`:
     the teacher budget over a sliding hour (`edge_runtime.budget`; the USD one needs the
     teacher's prices per million tokens); past it the student's answer is returned, flagged."""
-    from edge_runtime.engines.llamacpp import GenerationTimeout, LlamaCppPredictor
+    from edge_runtime.engines import bundle_predictor
+    from edge_runtime.engines.llamacpp import GenerationTimeout
 
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
@@ -227,7 +228,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                                teacher_price_input_per_m, teacher_price_output_per_m)
     budget = server_budget(teacher, escalation_max_per_hour, escalation_max_usd_per_hour, metrics.registry)
     n_slots = parallel or int(gen.get("parallel", layout.PARALLEL))
-    predictors = [LlamaCppPredictor.from_bundle(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
+    predictors = [bundle_predictor(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
                                                 decoding=decoding) for i in range(n_slots)]
     router = Router(task, float(gen.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)), teacher, budget)
     if teacher is None and suggested_teacher(gen):

@@ -107,18 +107,26 @@ def teacher_predictor(recipe, run_dir: Path | None = None) -> Built:
 # ---------------------------------------------------------------------------- students
 
 
-def _gguf(path: Path, recipe, name: str, adapter: Path | None = None) -> Built:
+def _gguf(path: Path, recipe, name: str, adapter: Path | None = None, head: Path | None = None) -> Built:
     from edge_runtime.engines.llamacpp import LlamaCppPredictor
 
     if not path.is_file():
         raise PredictorUnavailable(f"GGUF not found: {path} (run the quantize stage, or give gguf:<path to a .gguf>)")
     if adapter is not None and not adapter.is_file():
         raise PredictorUnavailable(f"LoRA adapter GGUF not found: {adapter} (run the quantize stage again)")
-    pred = LlamaCppPredictor(path, recipe.task, name=name, n_ctx=recipe.target.n_ctx,
-                             max_new_tokens=recipe.eval.max_new_tokens, lora_path=adapter)
-    size = path.stat().st_size + (adapter.stat().st_size if adapter else 0)
+    if head is not None:  # a classifier student: the GGUF body in embedding mode plus the head
+        from edge_runtime.engines.head import LlamaCppHeadPredictor
+        from edge_runtime.heads import ClassifierHead
+
+        pred = LlamaCppHeadPredictor(path, recipe.task, ClassifierHead.load(head), name=name,
+                                     n_ctx=recipe.target.n_ctx, lora_path=adapter, head_bytes=head.stat().st_size)
+    else:
+        pred = LlamaCppPredictor(path, recipe.task, name=name, n_ctx=recipe.target.n_ctx,
+                                 max_new_tokens=recipe.eval.max_new_tokens, lora_path=adapter)
+    size = path.stat().st_size + (adapter.stat().st_size if adapter else 0) + (head.stat().st_size if head else 0)
     spec = f"gguf:{path}" + (f"+lora:{adapter}" if adapter else "")
-    facts = {"engine": "llama.cpp", **({"adapter": str(adapter)} if adapter else {})}
+    facts = {"engine": "llama.cpp", **({"adapter": str(adapter)} if adapter else {}),
+             **({"head": str(head)} if head else {})}
     return Built(name, spec, pred, "self-hosted", size, model=str(path), facts=facts)
 
 
@@ -197,7 +205,7 @@ def _bundle(path: Path, recipe, name: str) -> Built:
     """A packed bundle, verified against its manifest, answering with its own task spec,
     grammar and generation settings: eval judges exactly what ships."""
     from edge_runtime.bundle import BundleError, load_bundle
-    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+    from edge_runtime.engines import bundle_predictor
 
     if not path.exists():
         raise PredictorUnavailable(f"bundle not found: {path} (give the directory or .tar `edge-runtime pack` wrote)")
@@ -205,9 +213,26 @@ def _bundle(path: Path, recipe, name: str) -> Built:
         bundle = load_bundle(path)
     except (BundleError, FileNotFoundError) as exc:
         raise PredictorUnavailable(f"bundle {path} refused: {exc}") from exc
-    pred = LlamaCppPredictor.from_bundle(bundle, name=name)
+    pred = bundle_predictor(bundle, name=name)
     return Built(name, f"bundle:{path}", pred, "self-hosted", pred.size_bytes,
                  model=str(bundle.model_path), facts={"engine": "llama.cpp", "bundle": str(path)})
+
+
+def _run_head(recipe, run_dir: Path) -> Path | None:
+    """The run's classifier head for a `student.head: classifier` recipe (None otherwise)."""
+    from distill.recipe import student_head
+
+    if student_head(recipe) != "classifier":
+        return None
+    from edge_runtime.bundle import run_head
+
+    try:
+        head = run_head(run_dir)
+    except FileNotFoundError as exc:
+        raise PredictorUnavailable(str(exc)) from exc
+    if head is None:
+        raise PredictorUnavailable(f"no classifier head in {RunLayout(run_dir).head.parent}: run the train stage first")
+    return head
 
 
 def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
@@ -219,6 +244,13 @@ def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
         merged = _merged_dir(run_dir)
         if not (merged / "config.json").is_file():
             raise PredictorUnavailable(f"no trained student at {merged}: run `distill train` (or `distill run`) first")
+        head = _run_head(recipe, run_dir)
+        if head is not None:
+            from distill.eval.hf_head_predictor import HFHeadPredictor
+
+            pred = HFHeadPredictor(merged, head, recipe.task)
+            return Built("student", "student", pred, "self-hosted", pred.size_bytes, model=str(merged),
+                         facts={"engine": "transformers", "head": str(head), "device": pred.device})
         return _hf(merged, recipe, "student")
     if spec == "base":
         from distill.models.resolve import resolve
@@ -237,7 +269,7 @@ def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
             model, _, adapter = arg.partition("+lora:")
             return _gguf(Path(model), recipe, name, Path(adapter) if adapter else None)
         model, adapter = _quantized(run_dir, arg)
-        return _gguf(model, recipe, name, adapter)
+        return _gguf(model, recipe, name, adapter, _run_head(recipe, run_dir))
     if kind == "hf" and arg:
         return _hf(arg, recipe, name)
     if kind == "onnx" and arg:

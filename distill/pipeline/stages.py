@@ -59,9 +59,15 @@ def stage_curate(ctx: StageContext) -> dict[str, Any]:
 
 
 def stage_train(ctx: StageContext) -> dict[str, Any]:
-    from distill.train import train_student
+    from distill.recipe import student_head
 
     rows = read_jsonl(ctx.layout.train_rows)
+    if student_head(ctx.recipe) == "classifier":
+        from distill.train.classifier import train_classifier
+
+        return train_classifier(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)
+    from distill.train import train_student
+
     return train_student(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)
 
 

@@ -1,1 +1,13 @@
 """Inference engines behind the predictor contract (llama.cpp; onnxruntime)."""
+
+
+def bundle_predictor(bundle, **kwargs):
+    """The predictor a verified bundle answers with: its classifier head (`head.npz` in the
+    manifest) on llama.cpp embeddings, else the generative `LlamaCppPredictor`."""
+    if bundle.manifest.get("head"):
+        from edge_runtime.engines.head import LlamaCppHeadPredictor
+
+        return LlamaCppHeadPredictor.from_bundle(bundle, **kwargs)
+    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+
+    return LlamaCppPredictor.from_bundle(bundle, **kwargs)

@@ -22,9 +22,23 @@ from edge_runtime.task import TaskSpec
 DECODERS = ("schema", "llama-grammar")
 
 
+def _fix_log_levels() -> None:
+    """llama-cpp-python 0.3.36 maps ggml's log levels with an old enum (ggml.h now has DEBUG=1,
+    INFO=2, WARN=3, ERROR=4), so with verbose=False llama.cpp's warnings still reach the
+    terminal as errors. Map them as ggml.h defines them: warnings stay out, errors get through."""
+    import logging
+
+    from llama_cpp import _logger
+
+    _logger.GGML_LOG_LEVEL_TO_LOGGING_LEVEL.update(
+        {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR})
+
+
 def load_llama(path: str | Path, n_ctx: int = N_CTX, n_threads: int | None = None, seed: int = 0, **kwargs):
     """Load a GGUF quietly; a missing or corrupt file raises with the path named."""
     from llama_cpp import Llama
+
+    _fix_log_levels()
 
     path = Path(path)
     if not path.is_file():

@@ -1,0 +1,105 @@
+"""A classifier head: the label set scored from one forward pass over the input.
+
+A `classifier` student (recipe `student.head: classifier`) is the student's body plus a
+linear layer on the final hidden state of the input's last token (transformers'
+`*ForSequenceClassification` pooling). The body ships as an ordinary GGUF, run by llama.cpp
+in embedding mode with last-token pooling; the head travels next to it as `head.npz` and is
+applied here with numpy: no torch on the device, no token-by-token decoding, and the answer's
+confidence is a real (temperature-calibrated) distribution over the labels.
+
+`head.npz` holds `weight` (labels x hidden, float32), `labels` (unicode), `temperature`
+(fitted on the validation split at train time) and `pooling` ("last").
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.layout import HEAD_FILE  # noqa: F401  (re-exported: the head's file name)
+
+HEADS = ("generate", "classifier")  # what `student.head` may name
+POOLING = "last"
+TOP_ALTERNATIVES = 3  # alternatives an answer lists beside its label
+
+
+class HeadError(ValueError):
+    """A head file that cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass
+class ClassifierHead:
+    weight: np.ndarray  # (labels, hidden)
+    labels: list[str]
+    temperature: float = 1.0
+    pooling: str = POOLING
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = HEAD_FILE) -> "ClassifierHead":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                weight = np.asarray(z["weight"], dtype=np.float32)
+                labels = [str(x) for x in z["labels"].tolist()]
+                temperature = float(z["temperature"]) if "temperature" in z else 1.0
+                pooling = str(z["pooling"]) if "pooling" in z else POOLING
+        except (ValueError, KeyError, OSError, EOFError) as exc:
+            raise HeadError(f"{what}: not a classifier head file ({exc}); re-train or re-pack the bundle") from exc
+        if weight.ndim != 2 or weight.shape[0] != len(labels) or len(labels) < 2:
+            raise HeadError(f"{what}: weight {weight.shape} does not match {len(labels)} labels; re-train the student")
+        if not np.isfinite(weight).all() or not (np.isfinite(temperature) and temperature > 0):
+            raise HeadError(f"{what}: non-finite weights or temperature; re-train the student")
+        if pooling != POOLING:
+            raise HeadError(f"{what}: pooling {pooling!r} is not supported (only {POOLING!r})")
+        return cls(weight, labels, temperature, pooling)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ClassifierHead":
+        return cls.from_bytes(Path(path).read_bytes(), str(path))
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, weight=self.weight.astype(np.float32), labels=np.array(self.labels, dtype=np.str_),
+                 temperature=np.float64(self.temperature), pooling=np.str_(self.pooling))
+        return buf.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_bytes(self.to_bytes())
+        return path
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.weight.shape[1])
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        """Uncalibrated label scores for one pooled hidden state (or a batch of them)."""
+        hidden = np.asarray(hidden, dtype=np.float32)
+        if hidden.shape[-1] != self.hidden_size:
+            raise HeadError(f"the model's hidden size {hidden.shape[-1]} differs from the head's {self.hidden_size}: "
+                            f"the head belongs to another model")
+        return hidden @ self.weight.T
+
+    def probs(self, hidden: np.ndarray) -> np.ndarray:
+        """The calibrated label distribution (softmax of logits / temperature)."""
+        z = self.logits(hidden) / self.temperature
+        z = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def answer(self, probs: np.ndarray, top: int = TOP_ALTERNATIVES) -> tuple[dict[str, Any], float, list[dict[str, Any]]]:
+        """(answer, its probability, the top alternatives with theirs) for one distribution."""
+        order = np.argsort(-probs)
+        best = int(order[0])
+        alternatives = [{"label": self.labels[int(i)], "probability": round(float(probs[int(i)]), 6)}
+                        for i in order[1:1 + top]]
+        return {"label": self.labels[best]}, float(probs[best]), alternatives
+
+
+def head_input(task, example: dict[str, Any]) -> str:
+    """The text a classifier student reads: the input alone (the label set is in the head,
+    not in a prompt), identical at training, evaluation and on the device."""
+    return task.input_text(example)

@@ -1,0 +1,111 @@
+"""`student.head: classifier` end to end through the real CLI on a tiny in-process model:
+teach -> curate -> train (LoRA + head, temperature fitted on validation) -> eval -> quantize
+-> pack -> serve on loopback; the device (llama.cpp embeddings + numpy head) agrees with the
+HF body + head; a tampered head is refused."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "banking-intents.yaml"
+MESSAGES = ["I still have not received my new card, why?", "How do I top up with Apple Pay?",
+            "My transfer was declined", "What is the exchange rate for euros?"]
+
+
+@pytest.fixture(scope="module")
+def head_run(tmp_path_factory, tiny_gemma_dir):
+    tmp = tmp_path_factory.mktemp("head")
+    run_dir = tmp / "run"
+    args = ["run", str(RECIPE), "--run-dir", str(run_dir), "--set", f"student.model={tiny_gemma_dir}",
+            "--set", "student.head=classifier", "--set", "data.split.train_size=60", "--set", "data.split.eval_size=6",
+            "--set", "student.training.max_steps=3", "--set", "student.training.batch_size=4",
+            "--set", "student.training.val_fraction=0.2",
+            "--set", "eval.predictors=[teacher,student,gguf]", "--set", "eval.bootstrap_samples=50",
+            "--set", "quantize.types=[f16]"]
+    done = subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=tmp, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for noise in ("pooling_type", "SWA cache", "FutureWarning"):  # llama.cpp and library warnings stay quiet
+        assert noise not in done.stderr, done.stderr[-3000:]
+    return run_dir
+
+
+def test_the_run_trains_a_calibrated_head_and_ships_it(head_run):
+    metrics = json.loads((head_run / "train/train_metrics.json").read_text())
+    assert metrics["student_head"] == "classifier" and metrics["val_rows"] == 12 and metrics["train_rows"] == 48
+    assert metrics["temperature"] > 0 and "val_ece_after" in metrics  # fitted on the validation rows only
+    assert (head_run / "train/merged/config.json").is_file()  # an ordinary causal-LM checkpoint for GGUF
+    summary = json.loads((head_run / "summary.json").read_text())
+    assert summary["student"]["json_validity"] == 1.0 and summary["gguf-f16"]["json_validity"] == 1.0
+    assert summary["gguf-f16"]["n"] == 6
+    bundle = Path(json.loads((head_run / "pack/record.json").read_text())["outputs"]["bundle"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["head"] == "head.npz" and "head.npz" in manifest["files"]
+
+
+def test_device_answers_match_the_hf_head(head_run):
+    from distill.eval.hf_head_predictor import HFHeadPredictor
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.engines import bundle_predictor
+
+    bundle = load_bundle(Path(json.loads((head_run / "pack/record.json").read_text())["outputs"]["bundle"]))
+    device = bundle_predictor(bundle, n_threads=2)
+    hf = HFHeadPredictor(head_run / "train/merged", head_run / "train/head.npz", bundle.task)
+    try:
+        for text in MESSAGES:
+            a, b = device.predict({"text": text}), hf.predict({"text": text})
+            pa = device.head.probs(device.hidden(text)[0])
+            pb = hf.head.probs(hf.hidden(text)[0])
+            assert np.abs(pa - pb).max() < 1e-3, (text, np.abs(pa - pb).max())  # F16 GGUF vs fp32 HF
+            assert a.answer == b.answer and a.confidence == pytest.approx(b.confidence, abs=1e-3)
+            assert a.completion_tokens == 0 and len(a.extra["alternatives"]) == 3
+    finally:
+        device.close()
+
+
+def test_served_head_answers_labels_and_refuses_free_text(head_run):
+    from openai import BadRequestError, OpenAI
+
+    from edge_runtime.server import create_app
+    from tests.edge_runtime.conftest import LiveServer
+
+    bundle = Path(json.loads((head_run / "pack/record.json").read_text())["outputs"]["bundle"])
+    labels = set(json.loads((bundle / "task.json").read_text())["labels"])
+    with LiveServer(create_app(bundle, n_threads=2)) as live:
+        r = httpx.post(live.url + "/v1/tasks/banking-intents", json={"input": MESSAGES[0]}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["answer"]["label"] in labels and 0 < body["confidence"] <= 1
+        assert [a["label"] in labels for a in body["alternatives"]] == [True] * 3
+        client = OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0, timeout=60)
+        with pytest.raises(BadRequestError) as refused:
+            client.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        assert "classifier head" in refused.value.response.text and "/v1/tasks/banking-intents" in refused.value.response.text
+        assert httpx.get(live.url + "/healthz", timeout=10).status_code == 200  # still serving
+
+
+def test_a_tampered_or_foreign_head_is_refused(head_run, tmp_path):
+    import shutil
+
+    from edge_runtime.bundle import BundleError, load_bundle, pack
+    from edge_runtime.heads import ClassifierHead
+    from edge_runtime.task import TaskSpec
+
+    bundle = Path(json.loads((head_run / "pack/record.json").read_text())["outputs"]["bundle"])
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    data = bytearray((copy / "head.npz").read_bytes())
+    data[-40] ^= 0xFF
+    (copy / "head.npz").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="head.npz"):
+        load_bundle(copy)
+    # a head trained for other labels is not packed with this task
+    foreign = ClassifierHead(np.zeros((2, 64), np.float32), ["a", "b"]).save(tmp_path / "foreign.npz")
+    task = TaskSpec.model_validate_json((bundle / "task.json").read_text())
+    with pytest.raises(ValueError, match="labels differ"):
+        pack(bundle / "model-f16.gguf", task, tmp_path / "out", head=foreign)
