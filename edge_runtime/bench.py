@@ -53,6 +53,8 @@ def run_bench(bundle_path: str | Path, n_requests: int = 10, gen_tokens: int = 6
     from edge_runtime.engines.llamacpp import LlamaCppPredictor, load_llama
 
     bundle = load_bundle(bundle_path)
+    if bundle.manifest.get("head"):
+        return run_head_bench(bundle, n_requests, n_threads, data)
     task, gen = bundle.task, bundle.generation
     n_ctx = int(gen.get("n_ctx", N_CTX))
     llm = load_llama(bundle.model_path, n_ctx=n_ctx, n_threads=n_threads,
@@ -91,3 +93,43 @@ def run_bench(bundle_path: str | Path, n_requests: int = 10, gen_tokens: int = 6
     }
     llm.close()
     return report
+
+
+def run_head_bench(bundle, n_requests: int = 10, n_threads: int | None = None,
+                   data: str | Path | None = None) -> dict[str, Any]:
+    """A classifier bundle: each answer (one embedding pass + the numpy head) against
+    evaluating the same input tokens in an ordinary llama.cpp context (prompt evaluation
+    alone, output layer at the last token), interleaved on the same inputs."""
+    from edge_runtime.engines.head import LlamaCppHeadPredictor
+    from edge_runtime.heads import head_input
+
+    head = LlamaCppHeadPredictor.from_bundle(bundle, n_threads=n_threads)
+    llm = load_llama_like(bundle, n_threads)
+    inputs = bench_inputs(bundle.task, n_requests, data)
+    answers, prompts, tokens = [], [], []
+    head.predict(inputs[0])  # warm both
+    llm.eval(llm.tokenize(head_input(bundle.task, inputs[0]).encode("utf-8"), add_bos=True, special=False))
+    for ex in inputs:
+        ids = llm.tokenize(head_input(bundle.task, ex).encode("utf-8"), add_bos=True, special=False)
+        llm.reset()
+        t = time.perf_counter()
+        llm.eval(ids)
+        prompts.append(time.perf_counter() - t)
+        answers.append(head.predict(ex).latency_s)
+        tokens.append(len(ids))
+    head.close()
+    llm.close()
+    p50_a, p50_p = statistics.median(answers), statistics.median(prompts)
+    return {"bundle": str(bundle.root), "model": bundle.manifest["model"], "requests": len(inputs), "head": "classifier",
+            "latency": {"answer_p50_s": round(p50_a, 4), "answer_p95_s": round(_percentile(answers, 0.95), 4),
+                        "prompt_eval_p50_s": round(p50_p, 4), "prompt_eval_p95_s": round(_percentile(prompts, 0.95), 4),
+                        "input_tokens_p50": statistics.median(tokens), "answer_over_prompt": round(p50_a / p50_p, 3),
+                        "target": 1.2}}
+
+
+def load_llama_like(bundle, n_threads: int | None):
+    """The bundle's model in an ordinary (generative) llama.cpp context."""
+    from edge_runtime.engines.llamacpp import load_llama
+
+    return load_llama(bundle.model_path, n_ctx=int(bundle.generation.get("n_ctx", N_CTX)), n_threads=n_threads,
+                      **({"lora_path": str(bundle.adapter_path)} if bundle.adapter_path else {}))

@@ -20,7 +20,7 @@ from distill.teachers.ledger import BudgetExceeded, Ledger
 from distill.teachers.openai_teacher import Completion, RequestFailed, TeacherFatal
 from distill.teachers.prompting import build_messages, estimate_tokens, retry_messages
 from distill.teachers.ratelimit import RateLimiter
-from distill.teachers.vote import majority
+from distill.teachers.vote import DISTRIBUTION_FIELD, label_distribution, majority
 from edge_runtime.task import TaskSpec
 
 
@@ -181,6 +181,9 @@ class Labeller:
             return None, {"id": row["id"], "reason": "invalid", "problems": outs[0].problems,
                           "raw": last.raw[:500] if last else ""}, outs
         labelled = {**row, "answer": answer, "agreement": round(agreement, 4)}
+        shares = label_distribution(self.task, [o.answer for o in outs])
+        if shares is not None:  # self-consistency: the vote shares are the teacher's label distribution
+            labelled[DISTRIBUTION_FIELD] = shares
         if self.keep_reasoning:
             labelled["reasoning"] = next((o.completion.reasoning for o in outs if o.answer == answer), "") or next(
                 (o.completion.reasoning for o in outs if o.completion), "")

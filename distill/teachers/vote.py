@@ -8,6 +8,8 @@ from typing import Any
 
 from edge_runtime.task import TaskSpec
 
+DISTRIBUTION_FIELD = "label_distribution"  # a labelled row's soft label: {label: share}
+
 
 def majority(task: TaskSpec, answers: list[dict[str, Any] | None]) -> tuple[dict[str, Any] | None, float]:
     """(voted answer, agreement in 0..1). Invalid samples (None) count as disagreeing.
@@ -28,3 +30,15 @@ def majority(task: TaskSpec, answers: list[dict[str, Any] | None]) -> tuple[dict
         voted[key] = Counter(best).most_common(1)[0][0]
         shares.append(len(best) / len(answers))
     return voted, sum(shares) / len(shares)
+
+
+def label_distribution(task: TaskSpec, answers: list[dict[str, Any] | None]) -> dict[str, float] | None:
+    """A classification teacher's vote shares over its valid samples ({label: share}), the soft
+    label a classifier student trains on (`distill.train.classifier`); None for other task
+    kinds, a single sample, or no valid sample."""
+    if task.kind != "classification" or len(answers) < 2:
+        return None
+    labels = [a.get("label") for a in answers if a is not None and a.get("label") in task.labels]
+    if not labels:
+        return None
+    return {label: round(n / len(labels), 6) for label, n in Counter(labels).most_common()}

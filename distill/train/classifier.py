@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distill.teachers.vote import DISTRIBUTION_FIELD  # a row's soft label: {label: probability}
 from edge_runtime.heads import ClassifierHead, head_input
 from edge_runtime.layout import ADAPTER_DIR, HEAD_FILE, MERGED_DIR
-
-DISTRIBUTION_FIELD = "label_distribution"  # a row's soft label: {label: probability}
 
 
 class ClassifierDataError(ValueError):
