@@ -176,7 +176,7 @@ def train_classifier(student, task, rows: list[dict], out_dir: Path, callbacks: 
     from distill.progress import status
     from distill.train.calibration import ece, fit_temperature
     from distill.train.memory import device_name
-    from distill.train.student import _learning_rate
+    from distill.train.student import learning_rate
     from distill.train.trainer import BarCallback
 
     started = time.perf_counter()
@@ -196,7 +196,7 @@ def train_classifier(student, task, rows: list[dict], out_dir: Path, callbacks: 
     from datasets import Dataset
 
     train_ds, val_ds = Dataset.from_list(train), (Dataset.from_list(val) if val else None)
-    lr = _learning_rate(student, resolved.preset)
+    lr = learning_rate(student, resolved.preset)
     args = _args(tr, out_dir, len(train), val_ds is not None, device, lr)
     ckpt_dir = out_dir / "checkpoints"
     resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None

@@ -24,7 +24,8 @@ class QLoRANeedsCUDA(RuntimeError):
     """QLoRA's 4-bit kernels (bitsandbytes) need a CUDA GPU."""
 
 
-def _learning_rate(student, preset: dict | None) -> float:
+def learning_rate(student, preset: dict | None) -> float:
+    """The recipe's learning rate, else the preset's (2e-5 for full fine-tuning): shared by every trainer."""
     if student.training.learning_rate:
         return student.training.learning_rate
     if student.method == "full":
@@ -145,7 +146,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     train_ds = Dataset.from_list([{k: e[k] for k in cols} for e in enc.train])
     val_ds = Dataset.from_list([{k: e[k] for k in cols} for e in enc.val]) if enc.val else None
     args = sft_config(tr, out_dir, len(enc.train), val_ds is not None, device, student.method)
-    args.learning_rate = _learning_rate(student, resolved.preset)
+    args.learning_rate = learning_rate(student, resolved.preset)
     peft_config = None
     if student.method in ("lora", "qlora"):
         peft_config = LoraConfig(
