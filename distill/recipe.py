@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_runtime import gguf_types, layout
 from edge_runtime.task import Strict, TaskSpec
@@ -70,11 +70,31 @@ class SynthesizeConfig(Strict):
     seed: int = 0
 
 
+class TeacherEndpointConfig(Strict):
+    """One replica or region of an API teacher; `teacher.base_url` may list several."""
+
+    url: str = Field(..., description="OpenAI-compatible base URL (usually ends in /v1)")
+    weight: float = Field(1.0, gt=0, description="share of the work relative to the other endpoints: requests go "
+                          "where outstanding requests / weight is lowest, so 2 gets twice the load of 1")
+    max_concurrency: int | None = Field(None, gt=0, description="most requests in flight here at once (None: only "
+                                        "teacher.concurrency bounds it); e.g. the replica's batch slots")
+    rpm: int | None = Field(None, gt=0, description="requests per minute allowed here (None: no limit of its own)")
+    tpm: int | None = Field(None, gt=0, description="tokens per minute allowed here, prompt + completion "
+                            "(None: no limit of its own)")
+    api_key_env: str | None = Field(None, description="environment variable with this endpoint's key "
+                                    "(None: teacher.api_key_env)")
+
+
 class OpenAITeacher(Strict):
     """Any OpenAI-compatible endpoint (DeepSeek, vLLM, SGLang, Ollama, llama.cpp server, gateways)."""
 
     kind: Literal["openai"]
-    base_url: str
+    base_url: str | list[TeacherEndpointConfig] = Field(
+        ..., description="the endpoint's base URL, or a list of URLs / endpoint objects (replicas, keys, regions) "
+        "that share the work and stand in for one another; the first one names the cache")
+    endpoint_cooldown_s: float = Field(30.0, gt=0, description="seconds a failing endpoint (connection error, 5xx, "
+                                       "timeout) of a list is left out before one request probes it again; 30 s "
+                                       "covers a replica restart without hammering it")
     model: str
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
     temperature: float = Field(0.0, ge=0, le=2)
@@ -92,6 +112,22 @@ class OpenAITeacher(Strict):
     price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
     max_cost_usd: float | None = Field(None, gt=0)
     synthesize: SynthesizeConfig | None = Field(None, description="write new inputs from the data as seeds")
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _endpoint_list(cls, value: Any) -> Any:
+        """Plain URLs in a list become endpoint objects; an empty list or a repeated URL is refused."""
+        if not isinstance(value, list):
+            return value
+        if not value:
+            raise ValueError("the list is empty; give one URL or at least one endpoint {url: ...}")
+        items = [{"url": v} if isinstance(v, str) else v for v in value]
+        urls = [str(i.get("url", "")).rstrip("/") for i in items if isinstance(i, dict)]
+        twice = sorted({u for u in urls if u and urls.count(u) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is listed more than once; list each endpoint once "
+                             "(give it a larger weight for a larger share)")
+        return items
 
 
 class LlamaCppTeacher(Strict):
