@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from distill.pipeline.runner import StageOrderError
     from distill.progress import quiet_libraries
     from distill.teachers.cache import CacheWriteError
+    from distill.teachers.openai_teacher import TeacherFatal
 
     quiet_libraries(args.verbose)
     try:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, StageOrderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except CacheWriteError as exc:  # a full disk while storing paid answers: what was kept, how to resume
+    except (CacheWriteError, TeacherFatal) as exc:  # a full disk, a teacher that cannot work: what was kept, what to do
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

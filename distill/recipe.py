@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from edge_runtime import gguf_types, layout
 from edge_runtime.task import Strict, TaskSpec
@@ -85,11 +85,20 @@ class TeacherEndpointConfig(Strict):
                                     "(None: teacher.api_key_env)")
 
 
+# one URL, or a list of endpoints: the discriminator reports only the errors of the form given
+# (their tags are left out of error paths, like the teacher kinds)
+_URL_FORMS = ("one URL", "endpoints")
+BaseUrl = Annotated[
+    Union[Annotated[str, Tag(_URL_FORMS[0])], Annotated[list[TeacherEndpointConfig], Tag(_URL_FORMS[1])]],
+    Discriminator(lambda v: _URL_FORMS[1] if isinstance(v, list) else _URL_FORMS[0]),
+]
+
+
 class OpenAITeacher(Strict):
     """Any OpenAI-compatible endpoint (DeepSeek, vLLM, SGLang, Ollama, llama.cpp server, gateways)."""
 
     kind: Literal["openai"]
-    base_url: str | list[TeacherEndpointConfig] = Field(
+    base_url: BaseUrl = Field(
         ..., description="the endpoint's base URL, or a list of URLs / endpoint objects (replicas, keys, regions) "
         "that share the work and stand in for one another; the first one names the cache")
     endpoint_cooldown_s: float = Field(30.0, gt=0, description="seconds a failing endpoint (connection error, 5xx, "
@@ -123,6 +132,9 @@ class OpenAITeacher(Strict):
             raise ValueError("the list is empty; give one URL or at least one endpoint {url: ...}")
         items = [{"url": v} if isinstance(v, str) else v for v in value]
         urls = [str(i.get("url", "")).rstrip("/") for i in items if isinstance(i, dict)]
+        odd = [u for u in urls if u and not u.startswith(("http://", "https://"))]
+        if odd:
+            raise ValueError(f"{odd[0]!r} is not an http(s) URL; give the base URL, e.g. http://10.0.0.5:8000/v1")
         twice = sorted({u for u in urls if u and urls.count(u) > 1})
         if twice:
             raise ValueError(f"{', '.join(twice)} is listed more than once; list each endpoint once "
@@ -346,7 +358,7 @@ class RecipeError(ValueError):
 
 
 def _format_error(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in TEACHER_KINDS))
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in (*TEACHER_KINDS, *_URL_FORMS)))
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         msg = "unknown key (check the spelling; `distill validate` prints every allowed key with its default)"

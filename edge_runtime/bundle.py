@@ -244,6 +244,9 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
 
     teacher = recipe.teacher
     esc = {k: teacher[k] for k in ("base_url", "model") if teacher.get(k)} or None
+    if esc and isinstance(esc.get("base_url"), list):  # several endpoints: suggest the first
+        first = esc["base_url"][0]
+        esc["base_url"] = first.get("url") if isinstance(first, dict) else first
     if esc and esc.get("base_url"):  # a suggestion for the operator; never credentials on disk
         esc["base_url"] = strip_userinfo(str(esc["base_url"]))
     if esc and teacher.get("api_key_env"):
