@@ -51,11 +51,11 @@ class Endpoint:
     strikes: int = 0  # failures since its last success, counted once per cooldown
     last_error: str = ""
 
-    def usable(self, now: float) -> bool:
+    def usable(self, now: float, tokens: int) -> bool:
         if now < self.down_until:
             return False
         cap = 1 if self.strikes else self.max_concurrency  # after a failure: one probe at a time
-        return cap is None or self.outstanding < cap
+        return (cap is None or self.outstanding < cap) and self.limiter.wait_s(tokens) <= 0
 
 
 class EndpointPool:
@@ -89,8 +89,8 @@ class EndpointPool:
         for e in self.endpoints:
             e.figures = figures.setdefault(e.name, e.figures)
 
-    def _pick(self, now: float) -> Endpoint | None:
-        ready = [e for e in self.endpoints if e.usable(now)]
+    def _pick(self, now: float, tokens: int) -> Endpoint | None:
+        ready = [e for e in self.endpoints if e.usable(now, tokens)]
         return min(ready, key=lambda e: (e.outstanding + 1) / e.weight) if ready else None
 
     def _notify(self) -> None:
@@ -98,7 +98,7 @@ class EndpointPool:
             self._wake.set()
             self._wake = None
 
-    async def _take(self) -> Endpoint:
+    async def _take(self, tokens: int) -> Endpoint:
         while True:
             if all(e.strikes >= 2 for e in self.endpoints):
                 raise TeacherFatal(
@@ -106,14 +106,15 @@ class EndpointPool:
                     + "; ".join(f"{e.name}: {e.last_error}" for e in self.endpoints)
                     + "); every answer received is in the cache: run the same command again once one is back")
             now = time.monotonic()
-            chosen = self._pick(now)
+            chosen = self._pick(now, tokens)
             if chosen is not None:
                 chosen.outstanding += 1
                 return chosen
-            # wait for a slot to free up or the first cooldown to end
+            # wait for a slot to free up, the first cooldown to end or a rate window to open
             if self._wake is None:
                 self._wake = asyncio.Event()
-            ends = [e.down_until - now for e in self.endpoints if e.down_until > now]
+            ends = [e.down_until - now if e.down_until > now else e.limiter.wait_s(tokens) for e in self.endpoints]
+            ends = [t for t in ends if t > 0]
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=min(ends) if ends else None)
             except asyncio.TimeoutError:
@@ -131,10 +132,11 @@ class EndpointPool:
 
     async def post(self, client: aiohttp.ClientSession, body: dict[str, Any]) -> tuple[int, str, Any]:
         """One attempt at one endpoint: (status, text, headers), as `OpenAIBackend._post` returns."""
-        ep = await self._take()
+        tokens = estimate_tokens(body["messages"]) + int(body.get("max_tokens") or 0)
+        ep = await self._take(tokens)
         start = time.perf_counter()
         try:
-            handle = await ep.limiter.acquire(estimate_tokens(body["messages"]) + int(body.get("max_tokens") or 0))
+            handle = await ep.limiter.acquire(tokens)  # free now: _take chose it for that
             start = time.perf_counter()
             try:
                 async with client.post(ep.url + "/chat/completions", json=body, headers=ep.headers) as resp:

@@ -111,6 +111,16 @@ def test_max_concurrency_caps_one_endpoint(make_recipe, tmp_path):
     assert summary["labelled"] == 80 and 0 < small.requests <= 80 / 8 + 2 < big.requests
 
 
+def test_an_endpoint_at_its_rpm_gets_nothing_more_and_holds_nothing_up(make_recipe, tmp_path):
+    with FixedLatencyServer(0.02) as limited, FixedLatencyServer(0.02) as free:
+        recipe, rows, _ = make_recipe(teacher([{"url": limited.url, "rpm": 5}, free.url], concurrency=4), texts=60)
+        started = time.monotonic()
+        summary = run_teach(recipe, rows, tmp_path / "teach")
+        took = time.monotonic() - started
+    assert summary["labelled"] == 60 and limited.requests == 5 and free.requests == 55
+    assert took < 20  # nothing waited for the limited endpoint's 60 s window
+
+
 def test_an_endpoint_back_after_its_cooldown_gets_work_again(make_recipe, tmp_path):
     port = free_port()
     late = FixedLatencyServer(0.02, port=port)  # not listening yet: connections are refused
