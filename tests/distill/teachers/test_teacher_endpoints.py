@@ -193,3 +193,19 @@ def test_a_missing_key_names_the_endpoint_and_its_variable(make_recipe, monkeypa
                                         {"url": "https://b.example.com/v1", "api_key_env": "REGION_B_KEY"}]))
     with pytest.raises(TeacherFatal, match="REGION_B_KEY.*https://b.example.com/v1"):
         OpenAIBackend(recipe.teacher, recipe.task.json_schema())
+
+
+def test_the_resolved_recipe_and_the_ledger_show_no_credentials(make_recipe, tmp_path, monkeypatch):
+    from distill.pipeline.runner import write_resolved
+
+    recipe, _, _ = make_recipe(teacher(["https://alice:s3cret@a.example.com/v1",
+                                        {"url": "https://bob:hunter2@b.example.com/v1", "weight": 2}]))
+    (tmp_path / "run").mkdir()
+    text = write_resolved(recipe, tmp_path / "run").read_text()
+    assert "s3cret" not in text and "hunter2" not in text
+    assert [e["url"] for e in json.loads(text)["teacher"]["base_url"]] == ["https://a.example.com/v1",
+                                                                          "https://b.example.com/v1"]
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    backend = OpenAIBackend(recipe.teacher, recipe.task.json_schema())
+    assert list(backend.pool.figures) == ["https://a.example.com/v1", "https://b.example.com/v1"]
+    assert backend.endpoint == "https://a.example.com/v1"  # the first endpoint names the cache
