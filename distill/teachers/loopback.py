@@ -2,6 +2,7 @@
 
 - `FixedLatencyServer`: answers every chat completion with a fixed answer after a fixed
   delay (the throughput benchmark's endpoint).
+- `RecordingServer`: records every body it receives and answers with a function of it.
 - `FaultProxy`: sits in front of a real endpoint and injects the failures real APIs
   produce: 429 with Retry-After, 500, a hang, a garbage body, a reset connection. It
   records the usage of every reply it really delivered, so a ledger can be checked exactly.
@@ -140,6 +141,23 @@ class FixedLatencyServer(_Server):
                 await asyncio.sleep(self.latency_s)
         self.requests += 1
         writer.write(_response(200, self._body))
+        return True
+
+
+class RecordingServer(_Server):
+    """Records every request body it receives (`bodies`) and answers each chat completion
+    with `answer(request)` (the parsed request; a JSON string back); usage is 10 + 5 tokens.
+    For checking what a teacher really receives (masking, audit)."""
+
+    def __init__(self, answer, port: int = 0):
+        super().__init__(port)
+        self.answer, self.bodies = answer, []
+
+    async def handle(self, req, writer) -> bool:
+        body = req[3]
+        self.bodies.append(body)
+        content = self.answer(json.loads(body))
+        writer.write(_response(200, json.dumps(chat_completion(content, 10, 5)).encode()))
         return True
 
 
