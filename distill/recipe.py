@@ -16,6 +16,8 @@ import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from edge_runtime import gguf_types, layout
+from edge_runtime.privacy import DEFAULTS as PRIVACY_DEFAULTS
+from edge_runtime.privacy import check_local_hosts, is_local, strip_userinfo
 from edge_runtime.task import Strict, TaskSpec
 
 # the GGUF types (edge_runtime/gguf_types.py's table, the one list quantize also reads)
@@ -94,6 +96,25 @@ BaseUrl = Annotated[
 ]
 
 
+class PrivacyConfig(Strict):
+    """What may leave the premises when the teacher is an API (edge_runtime/privacy.py). A
+    teacher counts as remote when its base_url's host is not in `local_hosts`."""
+
+    mask: bool = Field(PRIVACY_DEFAULTS["mask"], description="replace PII (emails, Luhn-valid cards, mainland "
+                       "resident IDs with a valid check digit, mainland mobiles, phone numbers) with placeholders such "
+                       "as [PHONE_1] before a request goes to a remote teacher, and put the values back into its "
+                       "answer; on by default because nothing should leave the premises unmasked unless asked")
+    local_only: bool = Field(PRIVACY_DEFAULTS["local_only"], description="refuse, at validate time, a teacher whose "
+                             "host is not in local_hosts (for data that must never leave); off by default because "
+                             "most recipes label with an API teacher")
+    local_hosts: list[str] = Field(default_factory=lambda: list(PRIVACY_DEFAULTS["local_hosts"]), description=
+                                   "teacher hosts on the premises: names, addresses or networks such as 10.0.0.0/8; "
+                                   "default loopback only, the one address certainly local (list your vLLM host)")
+    audit_content: bool = Field(PRIVACY_DEFAULTS["audit_content"], description="also write what was sent (masked) "
+                                "into runs/<recipe>/teacher-audit.jsonl; off by default: the sha256 proves what was "
+                                "sent without making the audit log a copy of the data")
+
+
 class OpenAITeacher(Strict):
     """Any OpenAI-compatible endpoint (DeepSeek, vLLM, SGLang, Ollama, llama.cpp server, gateways)."""
 
@@ -121,6 +142,8 @@ class OpenAITeacher(Strict):
     price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
     max_cost_usd: float | None = Field(None, gt=0)
     synthesize: SynthesizeConfig | None = Field(None, description="write new inputs from the data as seeds")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="masking, local_only and the audit "
+                                   "log of every remote call")
 
     @field_validator("base_url", mode="before")
     @classmethod
@@ -327,6 +350,16 @@ class Recipe(Strict):
     def _consistent(self) -> "Recipe":
         if self.teacher.kind == "dataset" and self.teacher.responses is None and not self.data.answer_field:
             raise ValueError("teacher.kind 'dataset' needs data.answer_field or teacher.responses")
+        if self.teacher.kind == "openai":
+            privacy = self.teacher.privacy
+            bad = check_local_hosts(privacy.local_hosts)
+            if bad:
+                raise ValueError("teacher.privacy.local_hosts: " + "; ".join(bad))
+            remote = [strip_userinfo(u) for u in teacher_urls(self.teacher) if not is_local(u, privacy.local_hosts)]
+            if privacy.local_only and remote:
+                raise ValueError(f"teacher.privacy.local_only is true but teacher.base_url {', '.join(remote)} is not "
+                                 f"on a local host (teacher.privacy.local_hosts: {privacy.local_hosts}); point the "
+                                 f"teacher at a local server, add its host to local_hosts, or set local_only: false")
         if self.student.head == "classifier":
             if self.task.kind != "classification":
                 raise ValueError(f"student.head: classifier is for classification tasks; task.kind is {self.task.kind!r} "
@@ -341,6 +374,11 @@ class Recipe(Strict):
             raise ValueError("curate.index_queries attaches training queries to a knowledge base: it needs a faq task "
                              "with task.knowledge_base; remove it or set those")
         return self
+
+
+def teacher_urls(teacher: OpenAITeacher) -> list[str]:
+    """Every endpoint URL of an `openai` teacher (`base_url` is one URL or a list)."""
+    return [e.url for e in teacher.base_url] if isinstance(teacher.base_url, list) else [teacher.base_url]
 
 
 def student_head(recipe: "Recipe") -> str:

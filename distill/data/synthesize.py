@@ -78,7 +78,9 @@ async def synthesize_rows(recipe, seeds: list[dict[str, Any]], labeller) -> tupl
     from distill.teachers.label import Labeller
 
     task, cfg = recipe.task, recipe.teacher.synthesize
-    backend = OpenAIBackend(recipe.teacher, SCHEMA, "inputs")
+    from distill.teachers.privacy import wrap_like
+
+    backend = wrap_like(labeller.backend, OpenAIBackend(recipe.teacher, SCHEMA, "inputs"), "synthesize")
     writer = Labeller(task, backend, labeller.ledger, cache=labeller.cache, limiter=labeller.limiter,
                       temperature=cfg.temperature, max_tokens=cfg.max_tokens)
     writer.run_id = labeller.run_id

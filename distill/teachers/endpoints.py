@@ -130,23 +130,30 @@ class EndpointPool:
             ep.figures.taken_out += 1
             ep.down_until = now + self.cooldown_s
 
-    async def post(self, client: aiohttp.ClientSession, body: dict[str, Any]) -> tuple[int, str, Any]:
-        """One attempt at one endpoint: (status, text, headers), as `OpenAIBackend._post` returns."""
+    async def post(self, client: aiohttp.ClientSession, body: dict[str, Any], on_sent=None) -> tuple[int, str, Any]:
+        """One attempt at one endpoint: (status, text, headers), as `OpenAIBackend._post` returns.
+        `on_sent(url, body, status, text, error)` is called after the HTTP call (the privacy audit)."""
         tokens = estimate_tokens(body["messages"]) + int(body.get("max_tokens") or 0)
         ep = await self._take(tokens)
         start = time.perf_counter()
         try:
             handle = await ep.limiter.acquire(tokens)  # free now: _take chose it for that
             start = time.perf_counter()
+            status, text, error = 0, "", None
             try:
                 async with client.post(ep.url + "/chat/completions", json=body, headers=ep.headers) as resp:
                     status, text, headers = resp.status, await resp.text(errors="replace"), resp.headers
             except asyncio.TimeoutError:
+                error = "TimeoutError"
                 self._failed(ep, "timed out")
                 raise
             except aiohttp.ClientError as exc:
+                error = type(exc).__name__
                 self._failed(ep, f"connection error: {type(exc).__name__}")
                 raise
+            finally:
+                if on_sent is not None:
+                    on_sent(ep.url + "/chat/completions", body, status, text, error)
         finally:
             ep.outstanding -= 1
             ep.figures.seconds += time.perf_counter() - start

@@ -117,6 +117,7 @@ class OpenAIBackend:
             self.pool, base_url = EndpointPool(cfg), base_url[0].url
         self.endpoint = strip_userinfo(base_url).rstrip("/")  # part of the cache key (cache.request_key)
         self.on_unusable = None  # called with (usage | None, messages, sampling) for a paid 200 that is unusable
+        self.on_sent = None  # called with (url, body, status, text, error) after each HTTP call
         self.concurrency = cfg.concurrency
         key = os.environ.get(cfg.api_key_env)
         if self.pool is None and not key and not _is_loopback(base_url):
@@ -142,9 +143,18 @@ class OpenAIBackend:
 
     async def _post(self, body: dict[str, Any]) -> tuple[int, str, Any]:
         if self.pool is not None:
-            return await self.pool.post(self.client, body)
-        async with self.client.post(self._url, json=body, headers=self._headers) as resp:
-            return resp.status, await resp.text(errors="replace"), resp.headers
+            return await self.pool.post(self.client, body, self.on_sent)
+        status, text, error = 0, "", None
+        try:
+            async with self.client.post(self._url, json=body, headers=self._headers) as resp:
+                status, text = resp.status, await resp.text(errors="replace")
+                return status, text, resp.headers
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            if self.on_sent is not None:  # the privacy audit (distill.teachers.privacy): every HTTP call
+                self.on_sent(self._url, body, status, text, error)
 
     def _payload(self, messages: list[dict[str, str]], sampling: dict[str, Any], mode: str) -> dict[str, Any]:
         body: dict[str, Any] = {

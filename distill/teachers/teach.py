@@ -71,7 +71,9 @@ def run_teach(recipe, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, An
         write_jsonl(out_dir / "failed.jsonl", failed)
         return {"labelled": len(labelled), "failed": len(failed), "cost_usd": 0.0, "requests": 0}
     cache_file = cache_path(out_dir.parent)
-    labeller = make_labeller(recipe, cache_file)
+    from distill.teachers.privacy import audit_path
+
+    labeller = make_labeller(recipe, cache_file, audit_path(out_dir.parent))
     started = time.time()
     try:
         rows, results, synth = asyncio.run(_teach(recipe, labeller, rows))
