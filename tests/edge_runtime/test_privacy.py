@@ -132,3 +132,33 @@ def test_serve_flags(tmp_path):
     bad = build_parser().parse_args(["serve", "b", "--teacher-local-host", "10.0.0.0/99"])
     with pytest.raises(ValueError, match="--teacher-local-host"):
         _privacy_flags(bad)
+
+
+def test_serve_masks_audits_and_prices_escalations_end_to_end(tmp_path, gemma_gguf):
+    """The real server, the real Gemma bundle (every answer below its threshold), flags as the
+    CLI parses them: the teacher never sees the mobile number, the client gets the teacher's
+    answer, the audit log has the call, and the escalation is priced from the table."""
+    import httpx
+
+    from edge_runtime.bundle import pack_run
+    from edge_runtime.cli import _privacy_flags, build_parser
+    from edge_runtime.server import create_app
+    from tests.edge_runtime.conftest import SENTIMENT, LiveServer, make_run_dir
+
+    bundle = pack_run(make_run_dir(tmp_path, gemma_gguf, SENTIMENT, threshold=1.01), "router-8gb", tmp_path / "b")
+    with RecordingServer(lambda req: json.dumps({"label": "negative"})) as teacher:
+        a = build_parser().parse_args(["serve", str(bundle), "--teacher-url", teacher.url, "--teacher-model",
+                                       "deepseek-chat", "--teacher-local-host", "example.invalid",
+                                       "--audit-log", str(tmp_path / "audit.jsonl")])
+        app = create_app(bundle, n_threads=2, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
+                         teacher_privacy=_privacy_flags(a))
+        with LiveServer(app) as live:
+            r = httpx.post(live.url + "/v1/tasks/sentiment", json={"input": f"Awful, call me on {PHONE} now."}, timeout=120)
+            metrics = httpx.get(live.url + "/metrics").text
+    body = r.json()
+    assert r.status_code == 200 and body["source"] == "teacher" and body["answer"] == {"label": "negative"}
+    assert len(teacher.bodies) == 1 and PHONE.encode() not in teacher.bodies[0] and b"[PHONE_1]" in teacher.bodies[0]
+    (line,) = read_audit(tmp_path / "audit.jsonl")
+    assert line["stage"] == "escalation" and line["sent_sha256"] == sha256_of(teacher.bodies[0])
+    cost = float(re.search(r"^edge_escalation_cost_usd_total (\S+)$", metrics, re.M).group(1))
+    assert cost == pytest.approx((10 * 0.27 + 5 * 1.10) / 1e6)
