@@ -112,3 +112,18 @@ def test_a_bad_local_host_network_is_named(make_recipe, tmp_path, capsys, hosts)
     path.write_text(yaml.safe_dump(raw))
     assert distill_main(["validate", str(path)]) == 2
     assert "teacher.privacy.local_hosts" in capsys.readouterr().err
+
+
+def test_evals_teacher_predictor_masks_and_audits_too(make_recipe, tmp_path):
+    from distill.eval.predictors import teacher_predictor
+
+    with RecordingServer(_echo) as srv:
+        recipe, rows, _ = make_recipe(teacher(srv.url), texts=TEXTS[:1], task=CONTACT)
+        built = teacher_predictor(recipe, tmp_path / "run")
+        try:
+            pred = built.predictor.predict(rows[0])
+        finally:
+            built.predictor.close()
+    assert "13812345678" not in srv.bodies[0].decode() and pred.answer["phone"] == "13812345678"
+    (line,) = read_audit(audit_path(tmp_path / "run"))
+    assert line["stage"] == "eval"
