@@ -217,6 +217,8 @@ def operator_teacher(generation: dict[str, Any], url: str | None, model: str | N
                               local_hosts=tuple(local_hosts if local_hosts is not None else PRIVACY_DEFAULTS["local_hosts"]))
     if audit_log:
         teacher.audit = AuditLog(audit_log, content=audit_content)
+    log.info("escalation to %s (%s): priced by %s; %s", strip_userinfo(url), model, source,
+             "local, sent as is" if not teacher.remote else ("remote, PII masked" if mask else "remote, NOT masked"))
     return teacher
 
 
@@ -325,8 +327,12 @@ class Router:
         finally:
             if t.audit is not None and t.remote:
                 p, c = usage_of(text) if status == 200 else (0, 0)
-                t.audit.record(stage=stage, endpoint=url, model=t.model, sent=body, status=status, prompt_tokens=p,
-                               completion_tokens=c, masked=masker.masked if masker else None, error=error)
+                try:
+                    t.audit.record(stage=stage, endpoint=url, model=t.model, sent=body, status=status, prompt_tokens=p,
+                                   completion_tokens=c, masked=masker.masked if masker else None, error=error)
+                except OSError as exc:  # an unaudited call is a failed one: the student's answer stands
+                    raise TeacherError(f"the audit log {t.audit.path} cannot be written: {exc}",
+                                       "escalation unavailable") from exc
 
     def ask_teacher(self, example: dict[str, Any], stage: str = "escalation") -> tuple[dict[str, Any], dict[str, int], float]:
         """(answer, usage, cost) from the teacher. PII is masked first when the teacher is

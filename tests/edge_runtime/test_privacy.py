@@ -162,3 +162,11 @@ def test_serve_masks_audits_and_prices_escalations_end_to_end(tmp_path, gemma_gg
     assert line["stage"] == "escalation" and line["sent_sha256"] == sha256_of(teacher.bodies[0])
     cost = float(re.search(r"^edge_escalation_cost_usd_total (\S+)$", metrics, re.M).group(1))
     assert cost == pytest.approx((10 * 0.27 + 5 * 1.10) / 1e6)
+
+
+def test_an_unwritable_audit_log_fails_the_escalation_not_the_request(teacher, tmp_path):
+    audit = tmp_path / "a.jsonl"
+    t = operator_teacher({}, teacher.url, "m", local_hosts=(), audit_log=str(audit))
+    t.audit.close()  # its descriptor is gone: every write fails
+    body = Router(CONTACT, 0.5, t).route({"text": TEXT}, _low())
+    assert body["source"] == "student" and body["escalation_error"] == "escalation unavailable"
