@@ -127,3 +127,22 @@ def test_evals_teacher_predictor_masks_and_audits_too(make_recipe, tmp_path):
     assert "13812345678" not in srv.bodies[0].decode() and pred.answer["phone"] == "13812345678"
     (line,) = read_audit(audit_path(tmp_path / "run"))
     assert line["stage"] == "eval"
+
+
+def test_an_endpoint_list_is_masked_audited_per_endpoint_and_checked_by_local_only(make_recipe, tmp_path, capsys):
+    with RecordingServer(_echo) as a, RecordingServer(_echo) as b:
+        recipe, rows, path = make_recipe(teacher([a.url, b.url]), texts=TEXTS + [t + " again" for t in TEXTS], task=CONTACT)
+        run_teach(recipe, rows, tmp_path / "run" / "teach")
+        bodies = a.bodies + b.bodies
+    assert a.bodies and b.bodies and len(bodies) == 8
+    assert not any("13812345678" in x.decode() for x in bodies)
+    audit = read_audit(audit_path(tmp_path / "run"))
+    assert sorted(line["endpoint"] for line in audit) == sorted([a.url + "/chat/completions"] * len(a.bodies)
+                                                                + [b.url + "/chat/completions"] * len(b.bodies))
+    raw = yaml.safe_load(path.read_text())
+    raw["teacher"].update(base_url=["http://127.0.0.1:9/v1", "https://api.deepseek.com/v1"],
+                          privacy={"local_only": True})
+    path.write_text(yaml.safe_dump(raw))
+    assert distill_main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "teacher.privacy.local_only" in err and "api.deepseek.com" in err and "127.0.0.1:9" not in err
