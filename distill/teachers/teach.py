@@ -100,6 +100,7 @@ def run_teach(recipe, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, An
         **({"synthesized": synth} if synth is not None else {}),
         **({"label_counts": _label_counts(labelled)} if recipe.task.kind == "classification" else {}),
         "cache": str(cache_file),
+        **({"audit_log": str(audit_path(out_dir.parent))} if audit_path(out_dir.parent).is_file() else {}),
         "duration_s": round(time.time() - started, 2),
     }
     (out_dir / "ledger.json").write_text(json.dumps(summary, indent=2))

@@ -56,6 +56,7 @@ def test_teach_masks_what_leaves_restores_the_labels_and_audits_each_call(make_r
                                    for a in audit)
     assert sorted(a["sent_sha256"] for a in audit) == sorted(hashlib.sha256(b).hexdigest() for b in srv.bodies)
     assert all("content" not in a for a in audit) and sum(a["prompt_tokens"] for a in audit) == 40
+    assert summary["audit_log"] == str(audit_path(tmp_path / "run"))
     raw = audit_path(tmp_path / "run").read_text()
     assert not any(s in raw for s in SECRETS) and "[PHONE_1]" not in raw
 
