@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help=COMMANDS["validate"][0], description=COMMANDS["validate"][0])
     p.add_argument("recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--explain", action="store_true", help="a table of every field: resolved value, default and what "
+                   "it does (all fields: docs/recipe-reference.md)")
     for stage in ("teach", "curate", "train"):
         p = sub.add_parser(stage, help=COMMANDS[stage][0], description=COMMANDS[stage][0])
         _recipe_args(p)

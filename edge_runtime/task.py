@@ -33,7 +33,8 @@ class Strict(BaseModel):
 class FieldSpec(Strict):
     """One output field of an extraction task."""
 
-    description: str = ""
+    description: str = Field("", description="what the field holds, for the recipe's reader: it is not put "
+                             "into prompts (say it in `instructions` for the models to see it)")
     type: Literal["text", "date", "amount"] = Field(
         "text", description="how values are normalised before comparison"
     )
@@ -44,15 +45,16 @@ class FieldSpec(Strict):
 
 
 class FewShot(Strict):
-    input: dict[str, Any]
-    output: dict[str, Any]
+    input: dict[str, Any] = Field(..., description="an example row, with the task's input_field")
+    output: dict[str, Any] = Field(..., description="its answer, with the task's answer keys")
 
 
 class TaskSpec(Strict):
     """What a task reads, what it answers, and how answers are judged."""
 
     name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]*$", description="used in URLs and file names")
-    kind: Literal["extraction", "classification", "faq"]
+    kind: Literal["extraction", "classification", "faq"] = Field(
+        ..., description="extraction: fill named fields; classification: pick one label; faq: pick a knowledge-base entry")
     instructions: str = Field(..., min_length=1, description="what the model is asked to do")
     input_field: str = Field("text", description="the input column; a list of lines is joined by newlines")
     fields: dict[str, FieldSpec] = Field(default_factory=dict, description="extraction: output fields")
@@ -63,7 +65,9 @@ class TaskSpec(Strict):
         "(relative to the recipe, or to the task file in a bundle)"
     )
     top_k: int = Field(5, gt=0, description="faq: how many retrieved FAQ entries the prompt lists as candidates")
-    few_shot: list[FewShot] = Field(default_factory=list)
+    few_shot: list[FewShot] = Field(default_factory=list, description="worked examples placed in every prompt; none by "
+                                    "default: they lengthen every prompt, and the trained student learns the format "
+                                    "without them")
     template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}")
     _kb: Any = PrivateAttr(default=None)  # a knowledge base pinned at load (a bundle's, from verified bytes)
 
