@@ -115,6 +115,8 @@ class TaskSpec(Strict):
             if inputs and lang == "en":
                 lang = detect_language([self.instructions, *inputs])
             self.language = lang
+        if self.template == PLAIN_TEMPLATE:
+            self.template = self.prompt_template()  # the resolved recipe and task.json show the text rendered
         return self.language
 
     def input_text(self, example: dict[str, Any]) -> str:

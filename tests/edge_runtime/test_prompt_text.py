@@ -70,6 +70,7 @@ def test_language_en_keeps_english_around_chinese_instructions():
 
 def test_a_custom_template_is_never_replaced():
     task = TaskSpec(**RECEIPT_ZH, template="<任务>{instructions}</任务>\n{input}\n=>")
+    assert task.resolve_language() == "zh" and task.template == "<任务>{instructions}</任务>\n{input}\n=>"
     assert task.render_prompt({"text": "发票"}).endswith("\n发票\n=>")
 
 
@@ -87,6 +88,7 @@ def test_resolving_counts_the_data_and_the_stored_task_keeps_the_result():
     task = TaskSpec(name="r", kind="extraction", instructions="Extract the total.", fields={"total": {"type": "amount"}})
     assert task.prompt_language == "en"
     assert task.resolve_language(["合计金额：壹仟贰佰叁拾肆元伍角", "开票日期：2024年3月5日"]) == "zh"
+    assert task.template == PROMPT_TEXT["zh"]["plain_template"]  # the resolved recipe shows what is rendered
     stored = TaskSpec.from_stored(task.to_json())
     assert stored.language == "zh" and stored.render_prompt({"text": "x"}) == task.render_prompt({"text": "x"})
     assert "### 输入：" in stored.render_prompt({"text": "x"})
