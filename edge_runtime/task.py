@@ -66,7 +66,8 @@ class TaskSpec(Strict):
     )
     top_k: int = Field(5, gt=0, description="faq: how many retrieved FAQ entries the prompt lists as candidates")
     few_shot: list[FewShot] = Field(default_factory=list)
-    template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}")
+    template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}; "
+                          "left at the default, the plain format in the task's language")
     language: Literal["auto", "en", "zh"] = Field(
         "auto", description="language of the toolkit's own prompt text around the instructions (plain template, FAQ "
         "candidate block, teacher system and retry turns): en, zh, or auto = zh when at least 30% of the letters of "
