@@ -516,6 +516,10 @@ def _resolve_paths(recipe: Recipe, base: Path) -> list[str]:
         elif resolved.suffix.lower() not in (".jsonl", ".csv", ".json"):
             problems.append(f"{label}: unsupported format {resolved.suffix!r}; use .jsonl or .csv")
     problems += recipe.task.attach_knowledge_base(base)  # faq: resolve the KB, fill faq_ids
+    if recipe.task.language == "auto":  # decided once, here, on the data too: the bundle stores it
+        from distill.data.io import input_sample
+
+        recipe.task.resolve_language(input_sample(recipe.data.path, recipe.task))
     return problems
 
 

@@ -470,7 +470,7 @@ def load_task(root: Path, manifest: dict[str, Any]) -> TaskSpec:
     """The bundle's task from its verified bytes, with its knowledge base (a faq task's) read
     once, from the bundle only, and pinned: never a path outside, never re-read."""
     try:
-        task = TaskSpec.model_validate_json(verified_bytes(root, manifest, "task.json"))
+        task = TaskSpec.from_stored(verified_bytes(root, manifest, "task.json"))
     except BundleError:
         raise
     except Exception as exc:

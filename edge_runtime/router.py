@@ -14,10 +14,12 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_runtime.budget import EscalationBudget
+from edge_runtime.normalise import value_spans
 from edge_runtime.predictor import Prediction
 from edge_runtime.privacy import DEFAULTS as PRIVACY_DEFAULTS
 from edge_runtime.privacy import AuditLog, Masker, is_local, strip_userinfo, usage_of
@@ -26,18 +28,22 @@ from edge_runtime.task import NO_ANSWER, TaskSpec
 
 # ---- confidence ---------------------------------------------------------------
 def _squash(text: str) -> str:
-    return re.sub(r"[\s,]+", "", text).upper()
+    return re.sub(r"[\s,]+", "", unicodedata.normalize("NFKC", text)).upper()  # full-width ￥，（ as ASCII
 
 
 def value_in_input(task: TaskSpec, example: dict[str, Any], key: str, value: str) -> bool:
     """An extracted value must be copied from the input (spaces, commas and case aside;
-    an amount may drop its currency)."""
+    an amount may drop its currency; a date or amount may be normalised: 2024-03-05 for 2024年3月5日)."""
     if not value.strip():
         return True
     source = _squash(task.input_text(example))
     if _squash(value) in source:
         return True
-    if task.kind == "extraction" and task.fields[key].type == "amount":
+    kind = task.fields[key].type if task.kind == "extraction" else "text"
+    if kind in ("date", "amount") and any(task.normalise(key, s) == task.normalise(key, value)
+                                          for s in value_spans(task.input_text(example), kind)):
+        return True
+    if kind == "amount":
         digits = re.sub(r"[^0-9.]", "", value)
         return bool(digits) and digits in re.sub(r"[^0-9.]", "", task.input_text(example))
     return False

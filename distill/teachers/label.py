@@ -155,7 +155,7 @@ class Labeller:
             answer, problems = self.task.parse(comp.text)
             if answer is None:
                 problems = self._explain(comp, problems)
-                comp, paid, hit = await self.fetch(retry_messages(messages, comp.raw or comp.text, problems), sampling)
+                comp, paid, hit = await self.fetch(retry_messages(messages, comp.raw or comp.text, problems, self.task.prompt_language), sampling)
                 cost, cached = cost + paid, cached and hit
                 answer, problems = self.task.parse(comp.text)
                 problems = self._explain(comp, problems) if answer is None else []
