@@ -35,6 +35,8 @@ OVERHEAD_BYTES = 150 * 2**20  # the trainer, optimizer bookkeeping, allocator sl
 class WontFit(RuntimeError):
     """Training would run out of memory; the message says which setting to change."""
 
+    refusal = True  # the CLI prints the message, not a traceback
+
 
 @dataclass
 class MemoryEstimate:

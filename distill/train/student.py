@@ -16,12 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distill import distributed
 from distill.train.data import encode_rows
 from edge_runtime.layout import ADAPTER_DIR, MERGED_DIR
 
 
 class QLoRANeedsCUDA(RuntimeError):
     """QLoRA's 4-bit kernels (bitsandbytes) need a CUDA GPU."""
+
+    refusal = True
 
 
 def learning_rate(student, preset: dict | None) -> float:
@@ -168,8 +171,12 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         )
         del teacher
 
-    # ---- save: adapter (LoRA/QLoRA) and the merged model
+    # ---- save: adapter (LoRA/QLoRA) and the merged model; under several processes the main one only
     adapter_dir, merged_dir = out_dir / ADAPTER_DIR, out_dir / MERGED_DIR
+    if not distributed.is_main():
+        del trainer, model
+        distributed.barrier()  # the main process saves, merges and writes the metrics meanwhile
+        return {**figures, "device": device, "rank": distributed.rank()}
     with status("saving the adapter and the merged model"):
         if peft_config is not None:
             if adapter_dir.exists():
@@ -213,4 +220,5 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         "distillation": {**dist.model_dump(), "teacher_path": teacher_path} if dist else None,
     }
     (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    distributed.barrier()
     return metrics
