@@ -140,6 +140,8 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         answers, tr.gradient_checkpointing, tr.loss_on_answer_only_head,
         weight_bytes=torch.finfo(weight_dtype).bits // 8, act_bytes=act_bytes, device=device,
         teacher_config=teacher_config, distill_loss=dist.loss if dist else None,
+        strategy=distributed.strategy(), processes=distributed.world_size(),
+        sharing_device=distributed.local_world_size() if device == "cpu" else 1,
     )
     check_fits(est, {"method": student.method, **tr.model_dump()})
 
@@ -214,6 +216,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         "memory_estimate_bytes": est.total_bytes,
         "memory_estimate_parts": est.parts,
         "memory_available_bytes": est.available_bytes,
+        "memory_estimate_strategy": {"strategy": est.strategy, "processes": est.processes},  # parts are per process
         "peak_memory_bytes": peak.peak_bytes,
         "peak_memory_method": peak.method,
         "template": enc.format.kind,
