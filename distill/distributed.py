@@ -87,3 +87,16 @@ def gather(value) -> list:
     out: list = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
     return out
+
+
+def effective_strategy(device: str) -> tuple[str, str | None]:
+    """(the strategy training will really use, a warning when it is not the one launched).
+
+    accelerate applies FSDP and DeepSpeed on GPUs only: on CPU it starts the processes and
+    silently trains them with plain DDP (checked with accelerate 1.16, `recipes/accelerate/fsdp.yaml`
+    and --num_processes 2), so every process holds the whole model."""
+    asked = strategy()
+    if device != "cpu" or asked in ("single", "ddp"):
+        return asked, None
+    return "ddp", (f"the launch asks for {asked}, but accelerate shards (FSDP/DeepSpeed) on GPUs only: these "
+                   f"{world_size()} CPU processes train with plain DDP, each holding the whole model")

@@ -129,6 +129,11 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
                              f"the student {student.model!r}", f"the teacher {dist.teacher_model!r}")
 
     # ---- does it fit? (before any weights are loaded)
+    strategy, note = distributed.effective_strategy(device)
+    if note and distributed.is_main():
+        from distill.progress import console
+
+        console.log(f"warning: {note}")
     gpu_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     weight_dtype = torch.bfloat16 if (gpu_bf16 and student.method != "full") else torch.float32
     act_bytes = 2 if (tr.precision == "bf16" or (tr.precision == "auto" and gpu_bf16)) else 4
@@ -140,7 +145,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         answers, tr.gradient_checkpointing, tr.loss_on_answer_only_head,
         weight_bytes=torch.finfo(weight_dtype).bits // 8, act_bytes=act_bytes, device=device,
         teacher_config=teacher_config, distill_loss=dist.loss if dist else None,
-        strategy=distributed.strategy(), processes=distributed.world_size(),
+        strategy=strategy, processes=distributed.world_size(),
         sharing_device=distributed.local_world_size() if device == "cpu" else 1,
     )
     check_fits(est, {"method": student.method, **tr.model_dump()})
