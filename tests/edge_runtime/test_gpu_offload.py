@@ -77,10 +77,10 @@ def test_cpu_only_build_warns_and_still_answers(tiny_f16_gguf):
 
 
 @pytest.mark.skipif(not _cpu_only(), reason="this llama.cpp build offloads to a GPU")
-def test_predict_with_a_gpu_server_bundle_warns_on_a_cpu_only_build(gemma_gguf, tmp_path):
+def test_predict_with_a_gpu_server_bundle_warns_on_a_cpu_only_build(tiny_f16_gguf, tmp_path):
     from edge_runtime.bundle import pack_run
 
-    bundle = pack_run(make_run_dir(tmp_path, gemma_gguf, RECEIPTS, max_new_tokens=8), "gpu-server", tmp_path / "b")
+    bundle = pack_run(make_run_dir(tmp_path, tiny_f16_gguf, RECEIPTS, max_new_tokens=8), "gpu-server", tmp_path / "b")
     base = [sys.executable, "-m", "edge_runtime.cli", "predict", str(bundle), "--threads", "2",
             "--input", "ACME SDN BHD\nTOTAL 12.50"]
     warned = subprocess.run(base, capture_output=True, text=True, timeout=300)
