@@ -42,6 +42,10 @@ class DataConfig(Strict):
         None, description="column with gold answers (an object, or a label / faq id); used by eval and the dataset teacher"
     )
     split: SplitConfig = Field(default_factory=SplitConfig)
+    logs: list[Path] | None = Field(
+        None, description="request log directories written by `edge-runtime serve --log-dir` (relative to the recipe): "
+        "each input the teacher answered there (escalated or shadow-sampled) becomes a training row with the "
+        "teacher's answer, curated like the other rows; the student's own answers are never used. None: no logs")
 
 
 # ---------------------------------------------------------------------------- teachers
@@ -390,6 +394,11 @@ def _resolve_paths(recipe: Recipe, base: Path) -> list[str]:
             problems.append(f"{label}: file not found: {resolved}")
         elif resolved.suffix.lower() not in (".jsonl", ".csv", ".json"):
             problems.append(f"{label}: unsupported format {resolved.suffix!r}; use .jsonl or .csv")
+    for i, logdir in enumerate(recipe.data.logs or []):
+        resolved = logdir if logdir.is_absolute() else (base / logdir).resolve()
+        recipe.data.logs[i] = resolved
+        if not resolved.is_dir():
+            problems.append(f"data.logs[{i}]: no such log directory: {resolved} (`edge-runtime serve --log-dir DIR` writes one)")
     problems += recipe.task.attach_knowledge_base(base)  # faq: resolve the KB, fill faq_ids
     return problems
 
