@@ -1,4 +1,4 @@
-"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench, report. A thin dispatcher;
+"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench, report, compare. A thin dispatcher;
 each command is one function of the module that owns the work."""
 
 from __future__ import annotations
@@ -159,6 +159,14 @@ def _report(a) -> int:
     return 0
 
 
+def _compare(a) -> int:
+    from edge_runtime.compare import compare, summary
+
+    result = compare(a.old, a.new, a.data, limit=a.limit, min_gain=a.min_gain / 100, n_threads=a.threads)
+    print(json.dumps(result, indent=2) if a.json else summary(result))
+    return 0 if result["promote"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-runtime", description="Run distilled task models offline on a device.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -256,6 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--json", help="also write the report here")
     s.set_defaults(fn=_bench)
+
+    s = sub.add_parser("compare", help="score two bundles on the same labelled rows; promote NEW only when it is "
+                       "better with 95%% confidence (exit 0: promote, 1: keep OLD)")
+    s.add_argument("old", help="the bundle serving now")
+    s.add_argument("new", help="the candidate bundle")
+    s.add_argument("--data", required=True, metavar="FILE|LOGDIR",
+                   help="labelled rows: a JSONL file with the task's input field and `answer` (or `gold`, `label`), "
+                        "e.g. runs/<recipe>/teach/eval.jsonl; or a request log directory (the teacher's answers of "
+                        "escalated and shadow-sampled requests)")
+    s.add_argument("--min-gain", type=float, default=0.0, metavar="POINTS",
+                   help="promote only when the 95%% interval of NEW - OLD lies above this many points (default 0)")
+    s.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N rows only")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--json", action="store_true", help="print the figures as JSON")
+    s.set_defaults(fn=_compare)
 
     s = sub.add_parser("report", help="summarise a request log (serve --log-dir): a table and an HTML page with a plot")
     s.add_argument("logdir")

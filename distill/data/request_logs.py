@@ -15,21 +15,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.request_log import log_files, read_log
+from edge_runtime.request_log import log_files, read_log, teacher_answer
 
 ROW_PREFIX = "log-"  # ids of rows taken from a log: `log-<first 16 hex of the input's sha256>`
-
-
-def teacher_answer(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The teacher's answer a record carries: the escalation's, else the shadow sample's; or None."""
-    if isinstance(record.get("teacher_answer"), dict):
-        return record["teacher_answer"]
-    shadow = record.get("shadow")
-    if isinstance(shadow, dict):
-        for key in ("teacher_answer", "answer"):
-            if isinstance(shadow.get(key), dict):
-                return shadow[key]
-    return None
 
 
 def rows_from_logs(task, directories: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
