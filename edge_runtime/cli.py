@@ -68,8 +68,26 @@ def _serve(a) -> int:
           decoding=_decoding_flags(a), allowed_hosts=tuple(a.allowed_host), insecure_no_key=a.insecure_no_key,
           max_tokens_cap=a.max_tokens, loop=loop, max_image_pixels=a.max_image_pixels,
           escalation_max_per_hour=a.escalation_max_per_hour, escalation_max_usd_per_hour=a.escalation_max_usd_per_hour,
-          teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m)
+          teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m,
+          admin_token=_admin_token(a))
     return 0
+
+
+def _admin_token(a) -> str | None:
+    """The token that turns on POST /admin/reload (hot swap), from --admin-token-env or --admin-token-file."""
+    import os
+
+    if a.admin_token_env:
+        token = os.environ.get(a.admin_token_env, "")
+        if not token:
+            raise ValueError(f"--admin-token-env {a.admin_token_env}: the environment variable is unset or empty")
+        return token
+    if a.admin_token_file:
+        token = Path(a.admin_token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"--admin-token-file {a.admin_token_file}: the file is empty")
+        return token
+    return None
 
 
 def _api_key(a) -> str | None:
@@ -242,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "escalation_skipped: \"budget\" (default: no limit)")
     s.add_argument("--escalation-max-usd-per-hour", type=float, default=None, metavar="USD",
                    help="at most this teacher cost in any sliding hour (needs the teacher's prices; default: no limit)")
+    s.add_argument("--admin-token-env", default=None, metavar="NAME",
+                   help="turn on POST /admin/reload (hot swap to a new bundle, header X-Admin-Token) with the token "
+                        "held in this environment variable; SIGHUP reloads the start path either way")
+    s.add_argument("--admin-token-file", default=None, metavar="PATH", help="the same, the token read from a file")
     s.add_argument("--threads", type=int, default=None)
     _add_decoding_flags(s)
     from edge_runtime.production import add_serve_flags

@@ -125,7 +125,7 @@ def score_bundle(bundle, rows: list[dict[str, Any]], n_threads: int | None = Non
 def same_task(old, new) -> None:
     """Refuse to compare bundles that do not answer the same task the same way."""
     a, b = old.task, new.task
-    if (a.name, a.kind, a.answer_keys()) != (b.name, b.kind, b.answer_keys()):
+    if (a.name, a.kind, a.input_field, a.answer_keys()) != (b.name, b.kind, b.input_field, b.answer_keys()):
         raise ValueError(f"the bundles answer different tasks: OLD {a.name!r} ({a.kind}, {a.answer_keys()}), "
                          f"NEW {b.name!r} ({b.kind}, {b.answer_keys()}); compare bundles of the same task")
 

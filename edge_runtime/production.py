@@ -120,6 +120,20 @@ class ProductionLoop:
         except Exception:  # the loop never fails a request
             log.exception("production loop: could not note request %s", response.get("id"))
 
+    def handover(self, bundle, router, registry=None) -> "ProductionLoop":
+        """The loop for the bundle a hot swap moves to: the same request log (its lock stays
+        held, records go on in the same files), a fresh answer cache and drift window (the new
+        student answers differently); this loop's metrics leave `registry`."""
+        from dataclasses import replace
+
+        if registry is not None:
+            for part in (self.cache, self.drift, self):
+                if part is not None:
+                    registry.unregister(part)
+        new = ProductionLoop(bundle, router, replace(self.settings, log=None), registry)
+        new.settings, new.log = self.settings, self.log  # shared: requests still on the old bundle log too
+        return new
+
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
