@@ -96,3 +96,52 @@ def test_reload_is_off_without_an_admin_token(bundles):
         r = httpx.post(live.url + "/admin/reload", json={})
         assert r.status_code == 404 and "--admin-token-env" in r.json()["error"]
     app.state.close()
+
+
+def test_sighup_reloads_the_bundle_at_the_start_path(bundles, tmp_path):
+    """The real `edge-runtime serve` process: replace the bundle at its path, send SIGHUP, and
+    the next request is answered (and logged) by the new bundle."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.answer_cache import manifest_digest
+    from tests.edge_runtime.conftest import free_port
+
+    live_path = tmp_path / "current"
+    shutil.copytree(bundles["old"], live_path)
+    port, logdir = free_port(), tmp_path / "log"
+    env = {**os.environ, "EDGE_KEY": "sekret"}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "serve", str(live_path), "--port", str(port),
+                             "--api-key-env", "EDGE_KEY", "--threads", "1", "--log-dir", str(logdir), "--log-inputs", "full"],
+                            env=env, stderr=open(tmp_path / "stderr.txt", "w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        ask = lambda text: httpx.post(url + "/v1/tasks/sentiment", json={"input": text}, headers=AUTH, timeout=120)  # noqa: E731
+        assert ask("before the swap").status_code == 200
+        shutil.rmtree(live_path)
+        shutil.copytree(bundles["new"], live_path)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 120  # the new bundle is verified and loaded while the old one serves
+        while "SIGHUP:" not in (tmp_path / "stderr.txt").read_text() and time.time() < deadline:
+            assert proc.poll() is None  # SIGHUP does not stop the server
+            time.sleep(0.2)
+        assert ask("after the swap").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert "SIGHUP:" in err and "swapped" in err, err[-2000:]
+    records = {r["input"]: r["bundle"] for r in read_log(logdir)}
+    assert records["before the swap"] == manifest_digest(load_bundle(bundles["old"]).manifest)
+    assert records["after the swap"] == manifest_digest(load_bundle(bundles["new"]).manifest)
