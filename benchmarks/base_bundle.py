@@ -12,13 +12,13 @@ from pathlib import Path
 
 from distill.models.resolve import gemma_270m_gguf
 from distill.recipe import load_recipe
-from edge_runtime.bundle import pack
+from edge_runtime.bundle import ServeSettings, pack
 
 
 def main(recipe_path: str, out: str) -> None:
     recipe = load_recipe(recipe_path)
     bundle = pack(gemma_270m_gguf(), recipe.task, Path(out), recipe.target.profile, overwrite=True,
-                  n_ctx=recipe.target.n_ctx, max_new_tokens=recipe.eval.max_new_tokens)
+                  serve=ServeSettings(n_ctx=recipe.target.n_ctx, max_new_tokens=recipe.eval.max_new_tokens))
     print(bundle)
 
 

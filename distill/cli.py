@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help=COMMANDS["validate"][0], description=COMMANDS["validate"][0])
     p.add_argument("recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--explain", action="store_true", help="a table of every field: resolved value, default and what "
+                   "it does (all fields: docs/recipe-reference.md)")
     for stage in ("teach", "curate", "train"):
         p = sub.add_parser(stage, help=COMMANDS[stage][0], description=COMMANDS[stage][0])
         _recipe_args(p)
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from distill.pipeline.runner import StageOrderError
     from distill.progress import quiet_libraries
     from distill.teachers.cache import CacheWriteError
+    from distill.teachers.openai_teacher import TeacherFatal
 
     quiet_libraries(args.verbose)
     try:
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, StageOrderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except CacheWriteError as exc:  # a full disk while storing paid answers: what was kept, how to resume
+    except (CacheWriteError, TeacherFatal) as exc:  # a full disk, a teacher that cannot work: what was kept, what to do
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from edge_runtime import gguf_types, layout
+from edge_runtime.privacy import DEFAULTS as PRIVACY_DEFAULTS
+from edge_runtime.privacy import check_local_hosts, is_local, strip_userinfo
 from edge_runtime.task import Strict, TaskSpec
 
 # the GGUF types (edge_runtime/gguf_types.py's table, the one list quantize also reads)
@@ -30,7 +32,7 @@ class SplitConfig(Strict):
 
     eval_size: int = Field(40, gt=0, description="rows held out for evaluation (never trained on)")
     train_size: int | None = Field(None, gt=0, description="cap on training rows (None: all the rest)")
-    seed: int = 0
+    seed: int = Field(0, description="random seed of the train/eval draw; fixed so re-runs split the same rows")
 
 
 class DataConfig(Strict):
@@ -41,7 +43,7 @@ class DataConfig(Strict):
     answer_field: str | None = Field(
         None, description="column with gold answers (an object, or a label / faq id); used by eval and the dataset teacher"
     )
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig, description="how eval rows are held out when there is no eval_path")
     logs: list[Path] | None = Field(
         None, description="request log directories written by `edge-runtime serve --log-dir` (relative to the recipe): "
         "each input the teacher answered there (escalated or shadow-sampled) becomes a training row with the "
@@ -54,7 +56,7 @@ class DataConfig(Strict):
 class DatasetTeacher(Strict):
     """Answers already on disk: the data's `answer_field`, or a JSONL log of teacher responses."""
 
-    kind: Literal["dataset"]
+    kind: Literal["dataset"] = Field(..., description="dataset: no model is called; the answers are read from disk")
     responses: Path | None = Field(None, description="JSONL of {id|prompt, response} exported from a teacher")
 
 
@@ -69,50 +71,132 @@ class SynthesizeConfig(Strict):
     topics: list[str] = Field(default_factory=list, description="cycled through, one per request")
     personas: list[str] = Field(default_factory=list, description="cycled through, one per request")
     balance_labels: bool = Field(True, description="classification: ask for each label in turn")
-    temperature: float = Field(1.0, ge=0, le=2)
-    max_tokens: int = Field(1024, gt=0)
-    seed: int = 0
+    temperature: float = Field(1.0, ge=0, le=2, description="sampling temperature for writing inputs; 1.0 for variety "
+                               "(labelling uses the teacher's own, usually 0)")
+    max_tokens: int = Field(1024, gt=0, description="completion token limit per request; 1024 holds `per_request` inputs "
+                            "of a few sentences each")
+    seed: int = Field(0, description="random seed for choosing seed rows, topics and personas; fixed for reproducible runs")
+
+
+class TeacherEndpointConfig(Strict):
+    """One replica or region of an API teacher; `teacher.base_url` may list several."""
+
+    url: str = Field(..., description="OpenAI-compatible base URL (usually ends in /v1)")
+    weight: float = Field(1.0, gt=0, description="share of the work relative to the other endpoints: requests go "
+                          "where outstanding requests / weight is lowest, so 2 gets twice the load of 1")
+    max_concurrency: int | None = Field(None, gt=0, description="most requests in flight here at once (None: only "
+                                        "teacher.concurrency bounds it); e.g. the replica's batch slots")
+    rpm: int | None = Field(None, gt=0, description="requests per minute allowed here (None: no limit of its own)")
+    tpm: int | None = Field(None, gt=0, description="tokens per minute allowed here, prompt + completion "
+                            "(None: no limit of its own)")
+    api_key_env: str | None = Field(None, description="environment variable with this endpoint's key "
+                                    "(None: teacher.api_key_env)")
+
+
+# one URL, or a list of endpoints: the discriminator reports only the errors of the form given
+# (their tags are left out of error paths, like the teacher kinds)
+_URL_FORMS = ("one URL", "endpoints")
+BaseUrl = Annotated[
+    Union[Annotated[str, Tag(_URL_FORMS[0])], Annotated[list[TeacherEndpointConfig], Tag(_URL_FORMS[1])]],
+    Discriminator(lambda v: _URL_FORMS[1] if isinstance(v, list) else _URL_FORMS[0]),
+]
+
+
+class PrivacyConfig(Strict):
+    """What may leave the premises when the teacher is an API (edge_runtime/privacy.py). A
+    teacher counts as remote when its base_url's host is not in `local_hosts`."""
+
+    mask: bool = Field(PRIVACY_DEFAULTS["mask"], description="replace PII (emails, Luhn-valid cards, mainland "
+                       "resident IDs with a valid check digit, mainland mobiles, phone numbers) with placeholders such "
+                       "as [PHONE_1] before a request goes to a remote teacher, and put the values back into its "
+                       "answer; on by default because nothing should leave the premises unmasked unless asked")
+    local_only: bool = Field(PRIVACY_DEFAULTS["local_only"], description="refuse, at validate time, a teacher whose "
+                             "host is not in local_hosts (for data that must never leave); off by default because "
+                             "most recipes label with an API teacher")
+    local_hosts: list[str] = Field(default_factory=lambda: list(PRIVACY_DEFAULTS["local_hosts"]), description=
+                                   "teacher hosts on the premises: names, addresses or networks such as 10.0.0.0/8; "
+                                   "default loopback only, the one address certainly local (list your vLLM host)")
+    audit_content: bool = Field(PRIVACY_DEFAULTS["audit_content"], description="also write what was sent (masked) "
+                                "into runs/<recipe>/teacher-audit.jsonl; off by default: the sha256 proves what was "
+                                "sent without making the audit log a copy of the data")
 
 
 class OpenAITeacher(Strict):
     """Any OpenAI-compatible endpoint (DeepSeek, vLLM, SGLang, Ollama, llama.cpp server, gateways)."""
 
-    kind: Literal["openai"]
-    base_url: str
-    model: str
+    kind: Literal["openai"] = Field(..., description="openai: any server that speaks the OpenAI chat completions API")
+    base_url: BaseUrl = Field(
+        ..., description="the endpoint's base URL (e.g. https://api.deepseek.com/v1 or http://localhost:8000/v1), or a "
+        "list of URLs / endpoint objects (replicas, keys, regions) that share the work and stand in for one another; "
+        "the first one names the cache")
+    endpoint_cooldown_s: float = Field(30.0, gt=0, description="seconds a failing endpoint (connection error, 5xx, "
+                                       "timeout) of a list is left out before one request probes it again; 30 s "
+                                       "covers a replica restart without hammering it")
+    model: str = Field(..., description="model name the endpoint serves (e.g. deepseek-chat); also picks known prices")
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(512, gt=0)
+    temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature; 0 (greedy) gives the teacher's most "
+                               "likely answer, the best label; raise it with samples > 1 so the votes differ")
+    max_tokens: int = Field(512, gt=0, description="completion token limit per answer; 512 fits the shipped tasks' "
+                            "JSON answers with room to spare (raise it for a reasoning model)")
     samples: int = Field(1, gt=0, description="self-consistency: answers per input, majority-voted")
-    concurrency: int = Field(16, gt=0)
-    requests_per_minute: int | None = Field(None, gt=0)
-    tokens_per_minute: int | None = Field(None, gt=0)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(5, ge=0)
+    concurrency: int = Field(16, gt=0, description="requests in flight at once; 16 keeps a hosted API's latency "
+                             "hidden (lower it for a local server that runs one request at a time)")
+    requests_per_minute: int | None = Field(None, gt=0, description="client-side request rate limit (None: unlimited, "
+                                            "the server's 429s and retries pace it)")
+    tokens_per_minute: int | None = Field(None, gt=0, description="client-side limit on prompt + completion tokens per "
+                                          "minute (None: unlimited)")
+    timeout_s: float = Field(60.0, gt=0, description="seconds one request may take before it counts as timed out "
+                             "and is retried; 60 covers a long answer from a busy endpoint")
+    max_retries: int = Field(5, ge=0, description="retries of a failed request (timeouts, 429, 5xx) before the row is "
+                             "reported as failed; 5 with the doubling backoff waits up to about 15 s in all")
     backoff_s: float = Field(0.5, gt=0, description="first retry backoff; doubles per attempt (capped at 30 s), full jitter")
     response_format: bool = Field(True, description="send the task's JSON schema as response_format")
-    reasoning: Literal["drop", "keep"] = "drop"
+    reasoning: Literal["drop", "keep"] = Field("drop", description="a reasoning model's thinking text: drop it, or keep it "
+                                               "in teach/labelled.jsonl for inspection (the student never trains on it)")
     price_input_per_m: float | None = Field(None, ge=0, description="USD per million prompt tokens")
     price_output_per_m: float | None = Field(None, ge=0, description="USD per million completion tokens")
-    max_cost_usd: float | None = Field(None, gt=0)
+    max_cost_usd: float | None = Field(None, gt=0, description="USD budget for the teach stage: a request that could "
+                                       "cross it is not sent and the stage stops, keeping what it has (None: no cap)")
     synthesize: SynthesizeConfig | None = Field(None, description="write new inputs from the data as seeds")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="masking, local_only and the audit "
+                                   "log of every remote call")
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _endpoint_list(cls, value: Any) -> Any:
+        """Plain URLs in a list become endpoint objects; an empty list or a repeated URL is refused."""
+        if not isinstance(value, list):
+            return value
+        if not value:
+            raise ValueError("the list is empty; give one URL or at least one endpoint {url: ...}")
+        items = [{"url": v} if isinstance(v, str) else v for v in value]
+        urls = [str(i.get("url", "")).rstrip("/") for i in items if isinstance(i, dict)]
+        odd = [u for u in urls if u and not u.startswith(("http://", "https://"))]
+        if odd:
+            raise ValueError(f"{odd[0]!r} is not an http(s) URL; give the base URL, e.g. http://10.0.0.5:8000/v1")
+        twice = sorted({u for u in urls if u and urls.count(u) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is listed more than once; list each endpoint once "
+                             "(give it a larger weight for a larger share)")
+        return items
 
 
 class LlamaCppTeacher(Strict):
-    kind: Literal["llamacpp"]
+    kind: Literal["llamacpp"] = Field(..., description="llamacpp: a local GGUF run in-process by llama.cpp")
     model: str = Field(..., description="path to a GGUF, or a model name the toolkit resolves offline")
-    n_ctx: int = Field(4096, gt=0)
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(512, gt=0)
-    samples: int = Field(1, gt=0)
+    n_ctx: int = Field(4096, gt=0, description="context window in tokens; 4096 holds the prompt, few-shot examples and "
+                       "the answer of the shipped tasks")
+    temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature; 0 (greedy) for the most likely label")
+    max_tokens: int = Field(512, gt=0, description="completion token limit per answer")
+    samples: int = Field(1, gt=0, description="self-consistency: answers per input, majority-voted")
 
 
 class TransformersTeacher(Strict):
-    kind: Literal["transformers"]
-    model: str
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(512, gt=0)
-    samples: int = Field(1, gt=0)
+    kind: Literal["transformers"] = Field(..., description="transformers: a local Hugging Face model")
+    model: str = Field(..., description="a preset name, an HF id or a local path")
+    temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature; 0 (greedy) for the most likely label")
+    max_tokens: int = Field(512, gt=0, description="completion token limit per answer")
+    samples: int = Field(1, gt=0, description="self-consistency: answers per input, majority-voted")
 
 
 TeacherConfig = Annotated[
@@ -124,12 +208,15 @@ TEACHER_KINDS = ("dataset", "openai", "llamacpp", "transformers")
 
 
 class CurateConfig(Strict):
-    dedup: bool = True
+    dedup: bool = Field(True, description="drop exact and near-duplicate inputs (MinHash, see near_duplicate_threshold): "
+                        "repeats overweight a few rows in training")
     near_duplicate_threshold: float = Field(0.9, gt=0, le=1, description="MinHash Jaccard above which rows are duplicates")
     decontaminate: bool = Field(True, description="drop training rows that overlap the eval split")
     ngram: int = Field(13, gt=0, description="n-gram size for decontamination")
     max_eval_overlap: float = Field(0.5, ge=0, le=1, description="drop a row when more than this fraction of its n-grams occur in the eval split")
-    max_input_chars: int = Field(8000, gt=0)
+    max_input_chars: int = Field(8000, gt=0, description="drop inputs longer than this many characters: a guard "
+                                 "against pasted documents; rows too long in tokens are dropped later by "
+                                 "student.training.max_seq_len")
     min_input_chars: int = Field(1, ge=1, description="drop inputs shorter than this (after stripping)")
     max_answer_chars: int | None = Field(None, gt=0, description="drop rows whose canonical answer JSON is longer")
     min_agreement: float = Field(0.0, ge=0, le=1, description="self-consistency agreement below which rows are dropped")
@@ -150,10 +237,15 @@ class CurateConfig(Strict):
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, gt=0)
-    alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: str | list[str] = "all-linear"
+    r: int = Field(16, gt=0, description="LoRA rank: the width of each low-rank update; 16 is the presets' suggestion, "
+                   "enough for a narrow task at a few MB of adapter")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator (the update is scaled by alpha / r); 2 x r is the "
+                       "usual choice")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input during training, a light "
+                           "regulariser for small datasets")
+    target_modules: str | list[str] = Field("all-linear", description="which layers get adapters: all-linear (every "
+                                            "linear layer but the output head, as PEFT spells it) or a list of module "
+                                            "names such as [q_proj, v_proj]")
 
 
 class DistillationConfig(Strict):
@@ -186,22 +278,28 @@ class FaqTrainingConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    epochs: float = Field(2.0, gt=0)
+    epochs: float = Field(2.0, gt=0, description="passes over the curated training rows (fractions allowed); 2 for a "
+                          "few hundred rows")
     max_steps: int | None = Field(None, gt=0, description="stop after this many steps (overrides epochs)")
-    batch_size: int = Field(4, gt=0)
-    grad_accum: int = Field(1, gt=0)
+    batch_size: int = Field(4, gt=0, description="rows per forward pass on one device; 4 fits a 270M student on a CPU")
+    grad_accum: int = Field(1, gt=0, description="batches whose gradients add up to one optimizer step (effective batch "
+                            "= batch_size x grad_accum)")
     learning_rate: float | None = Field(None, gt=0, description="None: the student preset's suggestion")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    max_seq_len: int = Field(1024, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of the steps over which the learning rate "
+                                "rises linearly from 0")
+    max_seq_len: int = Field(1024, gt=0, description="tokens of prompt + answer; longer rows are dropped (and "
+                             "reported), not truncated")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="curated rows held out for validation loss")
-    early_stopping_patience: int | None = Field(None, gt=0)
-    gradient_checkpointing: bool = False
+    early_stopping_patience: int | None = Field(None, gt=0, description="stop after this many evaluations without "
+                                                "a better validation loss (None: train for all epochs)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, "
+                                         "one extra forward pass of time; off since a small student fits without it")
     loss_on_answer_only_head: bool = Field(True, description="compute the output layer only at answer tokens")
     eval_steps: int | None = Field(None, gt=0, description="evaluate and checkpoint every N steps (None: about 4 times a run)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 on a GPU that has it, fp32 on CPU; bf16 on CPU uses autocast"
     )
-    seed: int = 0
+    seed: int = Field(0, description="random seed of initialisation, shuffling and the validation split")
     distillation: DistillationConfig | None = Field(
         None, description="also match a local teacher's token distributions (logit distillation); None: plain SFT")
     faq: FaqTrainingConfig | None = Field(
@@ -215,28 +313,34 @@ HEAD_DEFAULTS = {"extraction": "generate", "classification": "generate", "faq": 
 
 class StudentConfig(Strict):
     model: str = Field("gemma-3-270m", description="a preset name, an HF id or a local path")
-    method: Literal["lora", "qlora", "full"] = "lora"
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="lora: adapters on frozen weights; qlora: "
+                                                     "the same on a 4-bit NF4 base (GPU only, less memory); full: every "
+                                                     "weight (the most memory)")
     head: Literal["generate", "classifier"] | None = Field(
         None, description="how the student answers: generate (JSON text, token by token, constrained to the task's "
         "schema) or classifier (classification only: a linear head on the final hidden state scores every label "
         "in one forward pass and gives a calibrated distribution; the device runs the GGUF body in llama.cpp's "
         "embedding mode plus the head with numpy). None: the task kind's default (HEAD_DEFAULTS)")
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="the adapters (lora and qlora methods)")
     init_adapter: Path | None = Field(
         None, description="continue from this LoRA adapter folder (a previous run's train/adapter, relative to the "
         "recipe) instead of a fresh LoRA: the student keeps what it learnt and adds what the new rows (e.g. "
         "data.logs) teach, in fewer steps; its r, alpha and target modules apply, `lora` is ignored. None: fresh")
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="the optimisation")
 
 
 class EvalConfig(Strict):
     predictors: list[Literal["teacher", "base", "student", "gguf"]] = Field(
-        default_factory=lambda: ["teacher", "base", "student", "gguf"]
+        default_factory=lambda: ["teacher", "base", "student", "gguf"],
+        description="what is evaluated: the teacher's answers, the untrained base, the trained HF student and each "
+        "quantized GGUF; all four by default so the report shows what training and quantization each did",
     )
-    max_examples: int | None = Field(None, gt=0)
-    max_new_tokens: int = Field(layout.MAX_NEW_TOKENS, gt=0)
+    max_examples: int | None = Field(None, gt=0, description="evaluate only the first N eval rows (None: all)")
+    max_new_tokens: int = Field(layout.MAX_NEW_TOKENS, gt=0, description="answer length limit in tokens, also the "
+                                "bundle's generation limit; 160 fits the shipped tasks' JSON answers")
     requests_per_day: int = Field(100_000, gt=0, description="volume for the monthly cost table")
-    bootstrap_samples: int = Field(1000, ge=0)
+    bootstrap_samples: int = Field(1000, ge=0, description="bootstrap resamples for the 95% confidence intervals "
+                                   "(0: none); 1000 is the usual count for stable bounds and takes well under a second")
     hardware_usd_per_hour: float | None = Field(
         None, gt=0, description="price of the self-hosted device per hour (None: the target profile's default)"
     )
@@ -261,32 +365,48 @@ class QuantizeConfig(Strict):
         None, description="type of the token embedding / tied output tensor (None: llama.cpp's choice per type); "
         "in small models with a large vocabulary it sets the file size"
     )
-    imatrix: bool = layout.IMATRIX
+    imatrix: bool = Field(layout.IMATRIX, description="compute an importance matrix from the task's training prompts "
+                          "and use it for the low-bit types that take one; off by default: it costs a pass over the "
+                          "data, and q8_0 does not take one")
     quality_floor: float = Field(layout.QUALITY_FLOOR, gt=0, le=1, description="fraction of the F16 student's metric to keep")
 
 
 class TargetConfig(Strict):
-    profile: str = layout.PROFILE
-    n_ctx: int = Field(layout.N_CTX, gt=0)
-    parallel: int = Field(layout.PARALLEL, gt=0)
+    profile: str = Field(layout.PROFILE, description="the device profile the bundle is packed and fit-checked for "
+                         "(edge_runtime/profiles.yaml or your own file); router-8gb, the smallest shipped (8 GB)")
+    n_ctx: int = Field(layout.N_CTX, gt=0, description="context window in tokens the device serves with; 2048 holds "
+                       "the shipped tasks' prompts and answers and sizes the KV cache in the fit check")
+    parallel: int = Field(layout.PARALLEL, gt=0, description="decoding slots served at once (each has its own KV "
+                          "cache of n_ctx); 1 for the smallest memory")
     confidence_threshold: float = Field(layout.CONFIDENCE_THRESHOLD, ge=0, le=1, description="below it, the runtime escalates")
 
 
 class Recipe(Strict):
     name: str = Field("", description="run name; defaults to the file name")
-    task: TaskSpec
-    data: DataConfig
-    teacher: TeacherConfig = Field(default_factory=lambda: DatasetTeacher(kind="dataset"))
-    curate: CurateConfig = Field(default_factory=CurateConfig)
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
-    target: TargetConfig = Field(default_factory=TargetConfig)
+    task: TaskSpec = Field(..., description="what the model reads and answers; shared by every stage and the bundle")
+    data: DataConfig = Field(..., description="the inputs (and gold answers, if any)")
+    teacher: TeacherConfig = Field(default_factory=lambda: DatasetTeacher(kind="dataset"),
+                                   description="what labels the inputs, chosen by `kind`")
+    curate: CurateConfig = Field(default_factory=CurateConfig, description="filters between teacher and training")
+    student: StudentConfig = Field(default_factory=StudentConfig, description="the small model and how it trains")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="what is compared, and the cost figures")
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="the GGUF types produced")
+    target: TargetConfig = Field(default_factory=TargetConfig, description="the device and how it serves")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":
         if self.teacher.kind == "dataset" and self.teacher.responses is None and not self.data.answer_field:
             raise ValueError("teacher.kind 'dataset' needs data.answer_field or teacher.responses")
+        if self.teacher.kind == "openai":
+            privacy = self.teacher.privacy
+            bad = check_local_hosts(privacy.local_hosts)
+            if bad:
+                raise ValueError("teacher.privacy.local_hosts: " + "; ".join(bad))
+            remote = [strip_userinfo(u) for u in teacher_urls(self.teacher) if not is_local(u, privacy.local_hosts)]
+            if privacy.local_only and remote:
+                raise ValueError(f"teacher.privacy.local_only is true but teacher.base_url {', '.join(remote)} is not "
+                                 f"on a local host (teacher.privacy.local_hosts: {privacy.local_hosts}); point the "
+                                 f"teacher at a local server, add its host to local_hosts, or set local_only: false")
         if self.student.head == "classifier":
             if self.task.kind != "classification":
                 raise ValueError(f"student.head: classifier is for classification tasks; task.kind is {self.task.kind!r} "
@@ -306,6 +426,11 @@ class Recipe(Strict):
         return self
 
 
+def teacher_urls(teacher: OpenAITeacher) -> list[str]:
+    """Every endpoint URL of an `openai` teacher (`base_url` is one URL or a list)."""
+    return [e.url for e in teacher.base_url] if isinstance(teacher.base_url, list) else [teacher.base_url]
+
+
 def student_head(recipe: "Recipe") -> str:
     """The head the student trains and ships with: the recipe's, else the kind's default."""
     return recipe.student.head or HEAD_DEFAULTS[recipe.task.kind]
@@ -321,7 +446,7 @@ class RecipeError(ValueError):
 
 
 def _format_error(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in TEACHER_KINDS))
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in (*TEACHER_KINDS, *_URL_FORMS)))
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         msg = "unknown key (check the spelling; `distill validate` prints every allowed key with its default)"
@@ -412,6 +537,10 @@ def _resolve_paths(recipe: Recipe, base: Path) -> list[str]:
         if not (adapter / "adapter_config.json").is_file():
             problems.append(f"student.init_adapter: no LoRA adapter at {adapter} (a run writes one to runs/<recipe>/train/adapter)")
     problems += recipe.task.attach_knowledge_base(base)  # faq: resolve the KB, fill faq_ids
+    if recipe.task.language == "auto":  # decided once, here, on the data too: the bundle stores it
+        from distill.data.io import input_sample
+
+        recipe.task.resolve_language(input_sample(recipe.data.path, recipe.task))
     return problems
 
 

@@ -43,6 +43,22 @@ class BundleError(ValueError):
     """A bundle that must not be loaded; the message names the file and the fix."""
 
 
+@dataclass(frozen=True)
+class ServeSettings:
+    """How a device serves the bundle (its generation.json): the recipe's `target` and answer
+    length as one object, so `pack` takes them together instead of as four loose arguments."""
+
+    n_ctx: int = layout.N_CTX
+    parallel: int = layout.PARALLEL
+    confidence_threshold: float = layout.CONFIDENCE_THRESHOLD
+    max_new_tokens: int = layout.MAX_NEW_TOKENS
+
+    @classmethod
+    def from_recipe(cls, recipe: layout.ResolvedRecipe) -> "ServeSettings":
+        return cls(n_ctx=recipe.n_ctx, parallel=recipe.parallel, confidence_threshold=recipe.confidence_threshold,
+                   max_new_tokens=recipe.max_new_tokens)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -112,9 +128,8 @@ def write_manifest(out: Path, extra: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFILE, *, n_ctx: int = layout.N_CTX,
-         parallel: int = layout.PARALLEL, confidence_threshold: float = layout.CONFIDENCE_THRESHOLD,
-         max_new_tokens: int = layout.MAX_NEW_TOKENS,
+def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFILE, *,
+         serve: ServeSettings = ServeSettings(),
          teacher: dict[str, Any] | None = None, eval_summary: dict[str, Any] | None = None,
          template: Path | None = None, overwrite: bool = False, profiles_file: str | Path | None = None,
          model_name: str | None = None, adapter: Path | None = None,
@@ -140,7 +155,7 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
         raise FileExistsError(f"{out_dir} exists; pass --overwrite to replace it")
     prof = get_profile(profile, profiles_file)
     extra_weights = (Path(adapter).stat().st_size if adapter else 0) + (Path(head).stat().st_size if head else 0)
-    fitted = fit(model, prof, n_ctx=n_ctx, parallel=parallel, extra_weights_bytes=extra_weights)
+    fitted = fit(model, prof, n_ctx=serve.n_ctx, parallel=serve.parallel, extra_weights_bytes=extra_weights)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -161,8 +176,8 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
     if gbnf:
         (tmp / "grammar.gbnf").write_text(gbnf, encoding="utf-8")
     _write_json(tmp / "generation.json", {
-        "temperature": 0.0, "max_new_tokens": max_new_tokens, "n_ctx": n_ctx, "parallel": parallel,
-        "confidence_threshold": confidence_threshold, "prefix_reuse": True, "teacher": teacher or None,
+        "temperature": 0.0, "max_new_tokens": serve.max_new_tokens, "n_ctx": serve.n_ctx, "parallel": serve.parallel,
+        "confidence_threshold": serve.confidence_threshold, "prefix_reuse": True, "teacher": teacher or None,
         "decoding": DecodeSettings.for_task(task.kind).to_dict(),
     })
     facts = tokenizer_facts(model)
@@ -244,6 +259,9 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
 
     teacher = recipe.teacher
     esc = {k: teacher[k] for k in ("base_url", "model") if teacher.get(k)} or None
+    if esc and isinstance(esc.get("base_url"), list):  # several endpoints: suggest the first
+        first = esc["base_url"][0]
+        esc["base_url"] = first.get("url") if isinstance(first, dict) else first
     if esc and esc.get("base_url"):  # a suggestion for the operator; never credentials on disk
         esc["base_url"] = strip_userinfo(str(esc["base_url"]))
     if esc and teacher.get("api_key_env"):
@@ -251,8 +269,7 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
     from edge_runtime.drift import reference_for_run
 
     reference = reference_for_run(run_dir, task, model, qtype)
-    return pack(model, task, Path(out_dir), profile, n_ctx=recipe.n_ctx, parallel=recipe.parallel,
-                confidence_threshold=recipe.confidence_threshold, max_new_tokens=recipe.max_new_tokens, teacher=esc,
+    return pack(model, task, Path(out_dir), profile, serve=ServeSettings.from_recipe(recipe), teacher=esc,
                 eval_summary=evals, template=run.template, overwrite=overwrite,
                 model_name=(layout.base_gguf if adapter else layout.model_gguf)(split_type(qtype)[0]),
                 adapter=Path(adapter) if adapter else None, drift_reference=reference, head=run_head(run_dir))
@@ -453,7 +470,7 @@ def load_task(root: Path, manifest: dict[str, Any]) -> TaskSpec:
     """The bundle's task from its verified bytes, with its knowledge base (a faq task's) read
     once, from the bundle only, and pinned: never a path outside, never re-read."""
     try:
-        task = TaskSpec.model_validate_json(verified_bytes(root, manifest, "task.json"))
+        task = TaskSpec.from_stored(verified_bytes(root, manifest, "task.json"))
     except BundleError:
         raise
     except Exception as exc:

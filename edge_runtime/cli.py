@@ -69,8 +69,18 @@ def _serve(a) -> int:
           max_tokens_cap=a.max_tokens, loop=loop, max_image_pixels=a.max_image_pixels,
           escalation_max_per_hour=a.escalation_max_per_hour, escalation_max_usd_per_hour=a.escalation_max_usd_per_hour,
           teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m,
-          admin_token=_admin_token(a))
+          teacher_privacy=_privacy_flags(a), admin_token=_admin_token(a))
     return 0
+
+
+def _privacy_flags(a) -> dict:
+    from edge_runtime.privacy import DEFAULTS, check_local_hosts
+
+    hosts = tuple(a.teacher_local_host) if a.teacher_local_host else DEFAULTS["local_hosts"]
+    problems = check_local_hosts(list(hosts))
+    if problems:
+        raise ValueError("--teacher-local-host: " + "; ".join(problems))
+    return {"mask": a.teacher_mask, "local_hosts": hosts, "audit_log": a.audit_log, "audit_content": a.audit_content}
 
 
 def _admin_token(a) -> str | None:
@@ -251,10 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher-key-env", default=None, metavar="NAME",
                    help="environment variable holding the teacher's API key (default EDGE_TEACHER_API_KEY); the "
                         "variable a bundle names is never read")
-    s.add_argument("--teacher-price-input-per-m", type=float, default=0.0, metavar="USD",
-                   help="the teacher's price per million prompt tokens, to cost escalations (default 0)")
-    s.add_argument("--teacher-price-output-per-m", type=float, default=0.0, metavar="USD",
-                   help="the teacher's price per million completion tokens (default 0)")
+    s.add_argument("--teacher-price-input-per-m", type=float, default=None, metavar="USD",
+                   help="the teacher's price per million prompt tokens, to cost escalations (default: the model's "
+                        "list price in edge_runtime/prices.yaml, 0 for a model not listed there)")
+    s.add_argument("--teacher-price-output-per-m", type=float, default=None, metavar="USD",
+                   help="the teacher's price per million completion tokens (default: the list price, likewise)")
+    s.add_argument("--teacher-mask", action=argparse.BooleanOptionalAction, default=True,
+                   help="mask PII (emails, cards, resident IDs, phone numbers) as [PHONE_1] ... before a request goes "
+                        "to a teacher outside --teacher-local-host, and restore the values in its answer (default on)")
+    s.add_argument("--teacher-local-host", action="append", default=[], metavar="HOST",
+                   help="a teacher host (name, address or network such as 10.0.0.0/8) on the premises: no masking, "
+                        "no audit (repeatable; default: loopback only)")
+    s.add_argument("--audit-log", default=None, metavar="PATH",
+                   help="append one JSON line per HTTP call to a remote teacher: time, endpoint, model, tokens, "
+                        "sha256 of the bytes sent (never the content unless --audit-content)")
+    s.add_argument("--audit-content", action="store_true", help="also write what was sent (masked) into the audit log")
     s.add_argument("--escalation-max-per-hour", type=int, default=None, metavar="N",
                    help="at most N escalations in any sliding hour; past it the student's answer is returned with "
                         "escalation_skipped: \"budget\" (default: no limit)")

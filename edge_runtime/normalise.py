@@ -115,7 +115,8 @@ def normalise_date(value: str, order: str = DEFAULT_DATE_ORDER) -> str:
 
 
 # ---------------------------------------------------------------------------- amounts
-_CURRENCY = re.compile(r"(?i)(?<![a-z])(rm|myr|usd|eur|sgd|rmb|cny)(?![a-z])|人民币|[$€£¥]|\s")
+# ⊗ is printed before the uppercase total on Chinese VAT invoices (⊗壹仟贰佰叁拾伍元伍角)
+_CURRENCY = re.compile(r"(?i)(?<![a-z])(rm|myr|usd|eur|sgd|rmb|cny)(?![a-z])|人民币|[$€£¥⊗]|\s")
 _PLAIN = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 # [integer part 元] [零] [n 角] [零] [n 分] [整]: at least one part, in this order
 _YUAN_JIAO_FEN = re.compile(
@@ -158,3 +159,22 @@ def normalise_amount(value: str) -> str:
 
 
 NORMALISERS = {"text": norm_text, "date": normalise_date, "amount": normalise_amount}
+
+
+# ---------------------------------------------------------------------------- spans
+# Where in a text a date or an amount may be written, in the forms above: a value that was
+# normalised rather than copied (2024-03-05 for 2024年3月5日, 1234.50 for 壹仟贰佰叁拾肆元伍角)
+# is grounded when one of these spans normalises to it.
+_SPANS = {
+    "date": (_NUMERIC_DATE, _CN_DATE, re.compile(
+        r"\d{1,2}[ \-/]?[A-Za-z]{3,9}[ \-/,]*\d{2,4}|[A-Za-z]{3,9} \d{1,2}, \d{4}")),
+    "amount": (re.compile(rf"\d+(?:,\d{{3}})*(?:\.\d+)?|{_CN_NUMERAL}+[元圆](?:零?[{_CN_DIGITS}]角)?(?:零?[{_CN_DIGITS}]分)?"
+                          rf"|[{_CN_DIGITS}]角(?:零?[{_CN_DIGITS}]分)?|[{_CN_DIGITS}]分"),),
+}
+
+
+def value_spans(text: str, kind: str) -> list[str]:
+    """The substrings of `text` (NFKC-normalised) that may be a value of `kind` (`date` or
+    `amount`; none for `text`), in the forms the normalisers read."""
+    s = unicodedata.normalize("NFKC", text)
+    return [m.group(0) for pattern in _SPANS.get(kind, ()) for m in pattern.finditer(s)]

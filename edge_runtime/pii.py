@@ -55,33 +55,37 @@ _PHONE_KW = re.compile(r"(?i)\b(tel|phone|fax|mobile|mob|cell)\b(\s*(?:no)?\.?\s
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}[ -]?\(?\d{1,4}\)?(?:[ -]?\d{2,4}){2,4}\b")
 
 
-def _sub(pattern: re.Pattern, mask: str, check: Callable[[str], bool] | None = None, keep_groups: int = 0):
-    def repl(m: re.Match) -> str:
-        value = m.group(keep_groups + 1) if keep_groups else m.group(0)
-        if check and not check(value):
-            return m.group(0)
-        return "".join(m.group(i) for i in range(1, keep_groups + 1)) + mask
-
-    return lambda text: pattern.sub(repl, text)
+# kind -> [(pattern, check on the value, groups kept before the value)]: the detectors, as data
+DETECTORS: dict[str, list[tuple[re.Pattern, Callable[[str], bool] | None, int]]] = {
+    "email": [(_EMAIL, None, 0)],
+    "card": [(_CARD, lambda v: 13 <= len(_digits(v)) <= 19 and luhn_ok(_digits(v)), 0)],
+    "cn_id": [(_CN_ID, cn_id_ok, 0)],
+    "cn_mobile": [(_CN_MOBILE, None, 0)],
+    "phone": [(_PHONE_KW, None, 2), (_PHONE_INTL, None, 0)],
+}
 
 
 def _digits(v: str) -> str:
     return re.sub(r"\D", "", v)
 
 
-MASKERS: dict[str, list[Callable[[str], str]]] = {
-    "email": [_sub(_EMAIL, PLACEHOLDERS["email"])],
-    "card": [_sub(_CARD, PLACEHOLDERS["card"], check=lambda v: 13 <= len(_digits(v)) <= 19 and luhn_ok(_digits(v)))],
-    "cn_id": [_sub(_CN_ID, PLACEHOLDERS["cn_id"], check=cn_id_ok)],
-    "cn_mobile": [_sub(_CN_MOBILE, PLACEHOLDERS["cn_mobile"])],
-    "phone": [_sub(_PHONE_KW, PLACEHOLDERS["phone"], keep_groups=2), _sub(_PHONE_INTL, PLACEHOLDERS["phone"])],
-}
+def replace_pii(text: str, replace: Callable[[str, str], str], kinds: tuple[str, ...] = ORDER) -> str:
+    """`text` with every PII value of `kinds` replaced by `replace(kind, value)` (the
+    reversible masker of `edge_runtime.privacy` numbers them; `mask_pii` does not)."""
+    for kind in ORDER:
+        if kind not in kinds:
+            continue
+        for pattern, check, keep in DETECTORS[kind]:
+            def repl(m: re.Match, kind=kind, check=check, keep=keep) -> str:
+                value = m.group(keep + 1) if keep else m.group(0)
+                if check and not check(value):
+                    return m.group(0)
+                return "".join(m.group(i) for i in range(1, keep + 1)) + replace(kind, value)
+
+            text = pattern.sub(repl, text)
+    return text
 
 
 def mask_pii(text: str, kinds: tuple[str, ...] = ORDER) -> str:
     """`text` with every PII value of `kinds` replaced by its placeholder."""
-    for kind in ORDER:
-        if kind in kinds:
-            for masker in MASKERS[kind]:
-                text = masker(text)
-    return text
+    return replace_pii(text, lambda kind, _value: PLACEHOLDERS[kind], kinds)

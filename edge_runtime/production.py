@@ -3,7 +3,8 @@ request besides answering it (issue #18, DESIGN.md "After shipping: the loop").
 
 - the answer cache (`edge_runtime.answer_cache`): on unless `--no-answer-cache`;
 - the request log (`edge_runtime.request_log`): on with `--log-dir DIR`;
-- drift (`edge_runtime.drift`): on when the bundle carries `drift_reference.json`.
+- drift (`edge_runtime.drift`): on when the bundle carries `drift_reference.json`;
+- shadow sampling (`edge_runtime.shadow`): on with `--shadow-fraction F` or `--shadow-below CONF`.
 
 The server asks this module three things per task request: the cache key and a cached
 answer (`lookup`), to keep a new answer (`store`), and to note the finished request
@@ -23,6 +24,8 @@ from edge_runtime.drift import DEFAULTS as DRIFT_DEFAULTS
 from edge_runtime.drift import REFERENCE_FILE, DriftMonitor
 from edge_runtime.request_log import DEFAULTS as LOG_DEFAULTS
 from edge_runtime.request_log import INPUT_MODES, LogSettings, RequestLog
+from edge_runtime.shadow import DEFAULTS as SHADOW_DEFAULTS
+from edge_runtime.shadow import ShadowSampler, ShadowSettings
 
 log = logging.getLogger("edge_runtime.production")
 
@@ -36,6 +39,7 @@ class LoopSettings:
     drift_threshold: float = DRIFT_DEFAULTS["threshold"]
     drift_window: int = DRIFT_DEFAULTS["window"]
     drift_min_samples: int = DRIFT_DEFAULTS["min_samples"]
+    shadow: ShadowSettings | None = None
 
     def __post_init__(self):
         if self.drift_threshold <= 0 or self.drift_window < 1:
@@ -56,9 +60,10 @@ class ProductionLoop:
         else:
             log.info("the bundle has no %s (packed before drift profiles, or from a run without inputs): "
                      "no drift metrics; re-pack it with `edge-runtime pack` to get them", REFERENCE_FILE)
+        self.shadow = ShadowSampler(router, s.shadow) if s.shadow is not None and s.shadow.enabled else None
         self.log = RequestLog(s.log) if s.log else None  # last: it takes the directory's lock
         if registry is not None:
-            for part in (self.cache, self.drift, self):
+            for part in (self.cache, self.drift, self.shadow, self):
                 if part is not None:
                     registry.register(part)
 
@@ -103,8 +108,9 @@ class ProductionLoop:
                 label = str(student.get(key)) if self.task.kind == "classification" and isinstance(student, dict) else None
                 self.drift.observe(self.task.input_text(example), confidence=response.get("confidence"),
                                    label=label, prompt_tokens=usage.get("prompt_tokens"))
+            record = None
             if self.log is not None:
-                self.log.record({
+                record = {
                     "id": response.get("id"), "task": self.task.name, "bundle": self.bundle_id,
                     "input": example[self.task.input_field], "answer": response.get("answer"),
                     "source": "cache" if response.get("cached") else response.get("source"),
@@ -116,25 +122,34 @@ class ProductionLoop:
                     "cached": cached, "latency_s": response.get("latency_s"),
                     "total_s": round(total_s, 4), "prompt_tokens": usage.get("prompt_tokens", 0),
                     "completion_tokens": usage.get("completion_tokens", 0), "cost_usd": response.get("cost_usd", 0.0),
-                })
+                }
+            # a shadow-sampled request's record is written by the sampler, with the teacher's answer
+            if not (self.shadow is not None and self.shadow.offer(example, response, record, self.log)) and record:
+                self.log.record(record)
         except Exception:  # the loop never fails a request
             log.exception("production loop: could not note request %s", response.get("id"))
 
     def handover(self, bundle, router, registry=None) -> "ProductionLoop":
         """The loop for the bundle a hot swap moves to: the same request log (its lock stays
-        held, records go on in the same files), a fresh answer cache and drift window (the new
-        student answers differently); this loop's metrics leave `registry`."""
+        held, records go on in the same files) and the same shadow sampler (its hourly budget
+        carries on, now asking through the new router); a fresh answer cache and drift window
+        (the new student answers differently). This loop's cache, drift and log metrics leave
+        `registry` for the new loop's."""
         from dataclasses import replace
 
         if registry is not None:
             for part in (self.cache, self.drift, self):
                 if part is not None:
                     registry.unregister(part)
-        new = ProductionLoop(bundle, router, replace(self.settings, log=None), registry)
-        new.settings, new.log = self.settings, self.log  # shared: requests still on the old bundle log too
+        new = ProductionLoop(bundle, router, replace(self.settings, log=None, shadow=None), registry)
+        new.settings, new.log, new.shadow = self.settings, self.log, self.shadow  # shared: the old bundle's
+        if new.shadow is not None:  # requests still in flight log and sample through them too
+            new.shadow.router = router
         return new
 
     def close(self) -> None:
+        if self.shadow is not None:
+            self.shadow.close()  # before the log: it writes the sampled requests' records
         if self.log is not None:
             self.log.close()
 
@@ -171,6 +186,20 @@ def add_serve_flags(s) -> None:
                    help="raise edge_drift_flag when a feature's PSI passes this (default %(default)g)")
     g.add_argument("--drift-window", type=int, default=DRIFT_DEFAULTS["window"], metavar="N",
                    help="live task requests compared with the bundle's reference (default %(default)d)")
+    add_shadow_flags(s)
+
+
+def add_shadow_flags(s) -> None:
+    g = s.add_argument_group("shadow sampling (live accuracy; needs --teacher-url)")
+    g.add_argument("--shadow-fraction", type=float, default=SHADOW_DEFAULTS["fraction"], metavar="F",
+                   help="also send this random share of task requests to the teacher, off the request path, and "
+                        "export the agreement as live accuracy with a 95%% Wilson interval (default 0: off)")
+    g.add_argument("--shadow-below", type=float, default=SHADOW_DEFAULTS["below"], metavar="CONF",
+                   help="also shadow every request whose confidence is below CONF (reported apart: the hard cases)")
+    g.add_argument("--shadow-max-per-hour", type=int, default=SHADOW_DEFAULTS["max_per_hour"], metavar="N",
+                   help="at most N shadow requests in any sliding hour (default %(default)s)")
+    g.add_argument("--shadow-max-usd-per-hour", type=float, default=SHADOW_DEFAULTS["max_usd_per_hour"], metavar="USD",
+                   help="at most this shadow teacher cost in any sliding hour (default: no USD limit)")
 
 
 def settings_from_flags(a) -> LoopSettings:
@@ -180,4 +209,6 @@ def settings_from_flags(a) -> LoopSettings:
                            max_total_bytes=int(a.log_max_total_mb * 2**20))
     return LoopSettings(log=logs, answer_cache=a.answer_cache, cache_entries=a.answer_cache_entries,
                         cache_bytes=int(a.answer_cache_mb * 2**20), drift_threshold=a.drift_threshold,
-                        drift_window=a.drift_window)
+                        drift_window=a.drift_window, shadow=ShadowSettings(
+                            fraction=a.shadow_fraction, below=a.shadow_below, max_per_hour=a.shadow_max_per_hour,
+                            max_usd_per_hour=a.shadow_max_usd_per_hour))

@@ -29,7 +29,8 @@ writer never leaves one, but a power cut may) and refuse a `v` it does not know.
 | `valid` | bool | the student's answer was schema-valid |
 | `escalated` | bool | the teacher was asked for this request (false for a cache hit) |
 | `student_answer` | object or null | the student's answer |
-| `teacher_answer` | object or null | the teacher's answer when `answer` is the teacher's (escalated now, or a cached escalation), else null |
+| `teacher_answer` | object or null | the teacher's answer when `answer` is the teacher's (escalated now, or a cached escalation), or a shadow sample's teacher answer, else null |
+| `shadow` | object | shadow-sampled requests only (`edge_runtime.shadow`): `sample` (`random`/`low_confidence`), `agree` (bool), `cost_usd`; or `error` |
 | `escalation_error` | str | why an escalation failed (absent when none) |
 | `escalation_skipped` | str | why a low-confidence answer was not escalated: `budget` (absent when it was) |
 | `cached` | bool | answered from the answer cache |

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.layout import RunLayout
+from edge_runtime.prompt_text import prompt_text
 from edge_runtime.text import has_cjk, words
 
 # Common English function words: they match every question and only add noise to BM25.
@@ -236,20 +237,22 @@ def parse_knowledge_base(text: str, name: str = "knowledge base") -> KnowledgeBa
     return KnowledgeBase(entries)
 
 
-def render_candidates(kb: KnowledgeBase, hits: list[tuple[str, float]]) -> str:
-    """The candidate block appended to a faq prompt: one `[id] question` line per hit.
+def render_candidates(kb: KnowledgeBase, hits: list[tuple[str, float]], language: str = "en") -> str:
+    """The candidate block appended to a faq prompt: one `[id] question` line per hit, under a
+    header in the task's prompt language.
 
     Scores are left out on purpose: the student reads the questions, not BM25's opinion.
     """
+    text = prompt_text(language)
     if not hits:
-        return "Candidate FAQ entries:\n(none found)"
+        return f"{text['candidates_header']}\n{text['no_candidates']}"
     lines = [f"[{faq_id}] {kb.get(faq_id).question}" for faq_id, _ in hits]
-    return "Candidate FAQ entries:\n" + "\n".join(lines)
+    return text["candidates_header"] + "\n" + "\n".join(lines)
 
 
-def candidates_for(kb: KnowledgeBase, query: str, k: int = 5) -> str:
+def candidates_for(kb: KnowledgeBase, query: str, k: int = 5, language: str = "en") -> str:
     """Retrieve and render in one call: what `TaskSpec.context_for` returns for a faq task."""
-    return render_candidates(kb, kb.top_k(query, k))
+    return render_candidates(kb, kb.top_k(query, k), language)
 
 
 def export_knowledge_base(task, dest_dir: str | Path, name: str = "knowledge_base.jsonl"):

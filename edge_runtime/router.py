@@ -14,28 +14,36 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_runtime.budget import EscalationBudget
+from edge_runtime.normalise import value_spans
 from edge_runtime.predictor import Prediction
+from edge_runtime.privacy import DEFAULTS as PRIVACY_DEFAULTS
+from edge_runtime.privacy import AuditLog, Masker, is_local, strip_userinfo, usage_of
 from edge_runtime.task import NO_ANSWER, TaskSpec
 
 
 # ---- confidence ---------------------------------------------------------------
 def _squash(text: str) -> str:
-    return re.sub(r"[\s,]+", "", text).upper()
+    return re.sub(r"[\s,]+", "", unicodedata.normalize("NFKC", text)).upper()  # full-width ￥，（ as ASCII
 
 
 def value_in_input(task: TaskSpec, example: dict[str, Any], key: str, value: str) -> bool:
     """An extracted value must be copied from the input (spaces, commas and case aside;
-    an amount may drop its currency)."""
+    an amount may drop its currency; a date or amount may be normalised: 2024-03-05 for 2024年3月5日)."""
     if not value.strip():
         return True
     source = _squash(task.input_text(example))
     if _squash(value) in source:
         return True
-    if task.kind == "extraction" and task.fields[key].type == "amount":
+    kind = task.fields[key].type if task.kind == "extraction" else "text"
+    if kind in ("date", "amount") and any(task.normalise(key, s) == task.normalise(key, value)
+                                          for s in value_spans(task.input_text(example), kind)):
+        return True
+    if kind == "amount":
         digits = re.sub(r"[^0-9.]", "", value)
         return bool(digits) and digits in re.sub(r"[^0-9.]", "", task.input_text(example))
     return False
@@ -165,6 +173,14 @@ class TeacherEndpoint:
     timeout_s: float = 30.0
     usd_per_1k_input: float = 0.0
     usd_per_1k_output: float = 0.0
+    price_source: str = "none"
+    mask: bool = PRIVACY_DEFAULTS["mask"]  # mask PII before sending (remote teachers only)
+    local_hosts: tuple[str, ...] = PRIVACY_DEFAULTS["local_hosts"]
+    audit: AuditLog | None = None  # one line per HTTP call to a remote teacher
+
+    @property
+    def remote(self) -> bool:
+        return not is_local(self.base_url, self.local_hosts)
 
 
 DEFAULT_TEACHER_KEY_ENV = "EDGE_TEACHER_API_KEY"
@@ -172,25 +188,44 @@ log = logging.getLogger("edge_runtime.router")
 
 
 def operator_teacher(generation: dict[str, Any], url: str | None, model: str | None = None,
-                     key_env: str | None = None, price_input_per_m: float = 0.0,
-                     price_output_per_m: float = 0.0) -> TeacherEndpoint | None:
+                     key_env: str | None = None, price_input_per_m: float | None = None,
+                     price_output_per_m: float | None = None, *, mask: bool = PRIVACY_DEFAULTS["mask"],
+                     local_hosts: tuple[str, ...] | None = None, audit_log: str | None = None,
+                     audit_content: bool = PRIVACY_DEFAULTS["audit_content"]) -> TeacherEndpoint | None:
     """The teacher the operator enabled at serve time, or None (no escalation).
 
     A bundle is data from elsewhere: its generation.json `teacher` (URL, model, key variable)
     is only a suggestion. Escalation happens only when the operator names the URL; the key is
     read from the environment variable the operator names (default EDGE_TEACHER_API_KEY),
     never from the one the bundle names, so a bundle cannot send a secret anywhere. The
-    prices (USD per million prompt / completion tokens) cost each escalation."""
+    prices (USD per million prompt / completion tokens) cost each escalation; not given, they
+    are the model's list prices from `edge_runtime/prices.yaml` (0 for a model not listed).
+    `mask`: PII is masked before it goes to a teacher outside `local_hosts` (restored in the
+    answer); `audit_log`: a JSONL file that gets one line per HTTP call to such a teacher."""
     if not url:
         return None
     suggested = generation.get("teacher") or {}
     model = model or (suggested.get("model") if isinstance(suggested, dict) else None) or "teacher"
     key = os.environ.get(key_env or DEFAULT_TEACHER_KEY_ENV, "")
+    source = "--teacher-price-*-per-m"
+    if price_input_per_m is None and price_output_per_m is None:
+        from edge_runtime.prices import lookup
+
+        found = lookup(str(model))
+        price_input_per_m, price_output_per_m = (found[1][0], found[1][2]) if found else (0.0, 0.0)
+        source = f"list price of {found[0]!r} (edge_runtime/prices.yaml)" if found else "none (unknown model: $0)"
+    price_input_per_m, price_output_per_m = price_input_per_m or 0.0, price_output_per_m or 0.0
     for name, price in (("--teacher-price-input-per-m", price_input_per_m), ("--teacher-price-output-per-m", price_output_per_m)):
         if not (0 <= price < math.inf):
             raise ValueError(f"{name} must be a finite number of USD >= 0 (got {price!r})")
-    return TeacherEndpoint(base_url=url, model=str(model), api_key=key, usd_per_1k_input=price_input_per_m / 1000,
-                           usd_per_1k_output=price_output_per_m / 1000)
+    teacher = TeacherEndpoint(base_url=url, model=str(model), api_key=key, usd_per_1k_input=price_input_per_m / 1000,
+                              usd_per_1k_output=price_output_per_m / 1000, price_source=source, mask=mask,
+                              local_hosts=tuple(local_hosts if local_hosts is not None else PRIVACY_DEFAULTS["local_hosts"]))
+    if audit_log:
+        teacher.audit = AuditLog(audit_log, content=audit_content)
+    log.info("escalation to %s (%s): priced by %s; %s", strip_userinfo(url), model, source,
+             "local, sent as is" if not teacher.remote else ("remote, PII masked" if mask else "remote, NOT masked"))
+    return teacher
 
 
 def suggested_teacher(generation: dict[str, Any]) -> str | None:
@@ -198,19 +233,6 @@ def suggested_teacher(generation: dict[str, Any]) -> str | None:
     t = generation.get("teacher")
     url = t.get("base_url") if isinstance(t, dict) else None
     return strip_userinfo(url) if isinstance(url, str) and url else None
-
-
-def strip_userinfo(url: str) -> str:
-    """`url` without a `user:pass@` part (never written to disk or echoed)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 @dataclass
@@ -281,11 +303,12 @@ class Router:
     # and DeepSeek documents only json_object, so a refusal moves the router to the next one.
     FORMATS = ("json_schema", "json_object", "none")
 
-    def _payload(self, example: dict[str, Any], fmt: str) -> dict[str, Any]:
+    def _payload(self, example: dict[str, Any], fmt: str, masker: Masker | None = None) -> dict[str, Any]:
         t = self.teacher
+        prompt = self.task.render_prompt(example)
         payload: dict[str, Any] = {
             "model": t.model, "temperature": 0,
-            "messages": [{"role": "user", "content": self.task.render_prompt(example)}],
+            "messages": [{"role": "user", "content": masker.mask(prompt) if masker else prompt}],
         }
         if fmt == "json_schema":
             payload["response_format"] = {"type": "json_schema", "json_schema": {
@@ -294,18 +317,46 @@ class Router:
             payload["response_format"] = {"type": "json_object"}
         return payload
 
-    def ask_teacher(self, example: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int], float]:
+    def _post(self, url: str, body: bytes, headers: dict[str, str], masker: Masker | None, stage: str):
+        """One HTTP call, written to the audit log (remote teachers) whatever its outcome."""
+        import httpx
+
+        t = self.teacher
+        status, text, error = 0, "", None
+        try:
+            resp = httpx.post(url, content=body, headers=headers, timeout=t.timeout_s)
+            status, text = resp.status_code, resp.text
+            return resp
+        except httpx.HTTPError as exc:
+            error = exc.__class__.__name__
+            raise
+        finally:
+            if t.audit is not None and t.remote:
+                p, c = usage_of(text) if status == 200 else (0, 0)
+                try:
+                    t.audit.record(stage=stage, endpoint=url, model=t.model, sent=body, status=status, prompt_tokens=p,
+                                   completion_tokens=c, masked=masker.masked if masker else None, error=error)
+                except OSError as exc:  # an unaudited call is a failed one: the student's answer stands
+                    raise TeacherError(f"the audit log {t.audit.path} cannot be written: {exc}",
+                                       "escalation unavailable") from exc
+
+    def ask_teacher(self, example: dict[str, Any], stage: str = "escalation") -> tuple[dict[str, Any], dict[str, int], float]:
+        """(answer, usage, cost) from the teacher. PII is masked first when the teacher is
+        remote and masking is on; the values are restored in the answer."""
         import httpx
 
         t = self.teacher
         assert t is not None
         headers = {"Authorization": f"Bearer {t.api_key}"} if t.api_key else {}
+        headers["Content-Type"] = "application/json"
         url = t.base_url.rstrip("/") + "/chat/completions"
+        masker = Masker() if t.mask and t.remote else None
         start = time.perf_counter()
         while True:
             fmt = self.FORMATS[self._format]
+            body = json.dumps(self._payload(example, fmt, masker), ensure_ascii=False).encode("utf-8")
             try:
-                resp = httpx.post(url, json=self._payload(example, fmt), headers=headers, timeout=t.timeout_s)
+                resp = self._post(url, body, headers, masker, stage)
             except httpx.HTTPError as exc:
                 raise TeacherError(f"teacher at {strip_userinfo(t.base_url)} unreachable: {exc.__class__.__name__}: {exc}",
                                    f"teacher unreachable ({exc.__class__.__name__})") from exc
@@ -322,6 +373,7 @@ class Router:
         try:
             data = resp.json()
             text = data["choices"][0]["message"]["content"] or ""
+            text = masker.restore(text) if masker else text
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise TeacherError(f"teacher at {strip_userinfo(t.base_url)} sent a malformed response: {exc}",
                                "teacher sent a malformed response") from exc

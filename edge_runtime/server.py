@@ -200,8 +200,9 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                decoding: dict[str, Any] | None = None, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
                teacher_key_env: str | None = None, loop: LoopSettings | None = None,
                max_image_pixels: int = MAX_PIXELS, escalation_max_per_hour: int | None = None,
-               escalation_max_usd_per_hour: float | None = None, teacher_price_input_per_m: float = 0.0,
-               teacher_price_output_per_m: float = 0.0, admin_token: str | None = None) -> FastAPI:
+               escalation_max_usd_per_hour: float | None = None, teacher_price_input_per_m: float | None = None,
+               teacher_price_output_per_m: float | None = None, teacher_privacy: dict[str, Any] | None = None,
+               admin_token: str | None = None) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
@@ -217,6 +218,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     the slots (`edge_runtime.uploads`). `escalation_max_per_hour` / `escalation_max_usd_per_hour`:
     the teacher budget over a sliding hour (`edge_runtime.budget`; the USD one needs the
     teacher's prices per million tokens); past it the student's answer is returned, flagged.
+    Prices not given are the model's list prices (`edge_runtime/prices.yaml`). `teacher_privacy`:
+    masking, local hosts and the audit log (`router.operator_teacher`'s keyword arguments).
     `admin_token`: turns on `POST /admin/reload`, the hot swap to a new bundle (`edge_runtime.hotswap`)."""
     from edge_runtime.engines import bundle_predictor
     from edge_runtime.engines.llamacpp import GenerationTimeout
@@ -227,7 +230,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     task, gen = bundle.task, bundle.generation
     metrics = Metrics()
     teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env,
-                               teacher_price_input_per_m, teacher_price_output_per_m)
+                               teacher_price_input_per_m, teacher_price_output_per_m, **(teacher_privacy or {}))
     budget = server_budget(teacher, escalation_max_per_hour, escalation_max_usd_per_hour, metrics.registry)
     n_slots = parallel or int(gen.get("parallel", layout.PARALLEL))
     predictors = [bundle_predictor(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,

@@ -16,12 +16,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from edge_runtime.normalise import DEFAULT_DATE_ORDER, NORMALISERS, normalise_date
+from edge_runtime.prompt_text import PROMPT_TEXT, detect_language, prompt_text
 
 TASK_KINDS = ("extraction", "classification", "faq")
 NO_ANSWER = "none"
 
-# The toolkit's plain prompt format for base models without a chat template.
-PLAIN_TEMPLATE = "{instructions}\n\n### Input:\n{input}\n\n### Output (JSON):\n"
+# The toolkit's plain prompt format for base models without a chat template (English; a zh task
+# renders PROMPT_TEXT["zh"]'s while its template is left at this default).
+PLAIN_TEMPLATE = PROMPT_TEXT["en"]["plain_template"]
 
 
 class Strict(BaseModel):
@@ -33,7 +35,8 @@ class Strict(BaseModel):
 class FieldSpec(Strict):
     """One output field of an extraction task."""
 
-    description: str = ""
+    description: str = Field("", description="what the field holds, for the recipe's reader: it is not put "
+                             "into prompts (say it in `instructions` for the models to see it)")
     type: Literal["text", "date", "amount"] = Field(
         "text", description="how values are normalised before comparison"
     )
@@ -44,15 +47,16 @@ class FieldSpec(Strict):
 
 
 class FewShot(Strict):
-    input: dict[str, Any]
-    output: dict[str, Any]
+    input: dict[str, Any] = Field(..., description="an example row, with the task's input_field")
+    output: dict[str, Any] = Field(..., description="its answer, with the task's answer keys")
 
 
 class TaskSpec(Strict):
     """What a task reads, what it answers, and how answers are judged."""
 
     name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_-]*$", description="used in URLs and file names")
-    kind: Literal["extraction", "classification", "faq"]
+    kind: Literal["extraction", "classification", "faq"] = Field(
+        ..., description="extraction: fill named fields; classification: pick one label; faq: pick a knowledge-base entry")
     instructions: str = Field(..., min_length=1, description="what the model is asked to do")
     input_field: str = Field("text", description="the input column; a list of lines is joined by newlines")
     fields: dict[str, FieldSpec] = Field(default_factory=dict, description="extraction: output fields")
@@ -63,8 +67,17 @@ class TaskSpec(Strict):
         "(relative to the recipe, or to the task file in a bundle)"
     )
     top_k: int = Field(5, gt=0, description="faq: how many retrieved FAQ entries the prompt lists as candidates")
-    few_shot: list[FewShot] = Field(default_factory=list)
-    template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}")
+    few_shot: list[FewShot] = Field(default_factory=list, description="worked examples placed in every prompt; none by "
+                                    "default: they lengthen every prompt, and the trained student learns the format "
+                                    "without them")
+    template: str = Field(PLAIN_TEMPLATE, description="prompt template with {instructions} and {input}; "
+                          "left at the default, the plain format in the task's language")
+    language: Literal["auto", "en", "zh"] = Field(
+        "auto", description="language of the toolkit's own prompt text around the instructions (plain template, FAQ "
+        "candidate block, teacher system and retry turns): en, zh, or auto = zh when at least 30% of the letters of "
+        "the instructions and examples (and of the data's inputs, when a recipe loads) are Chinese. A bundle stores "
+        "the resolved value, so the device renders exactly what the student was trained on"
+    )
     _kb: Any = PrivateAttr(default=None)  # a knowledge base pinned at load (a bundle's, from verified bytes)
 
     @model_validator(mode="after")
@@ -82,6 +95,35 @@ class TaskSpec(Strict):
         return self
 
     # ---- rendering -------------------------------------------------------------
+    @property
+    def prompt_language(self) -> str:
+        """`en` or `zh`: `language`, or for `auto` what the instructions and examples are written in."""
+        if self.language != "auto":
+            return self.language
+        return detect_language([self.instructions, *(self.input_text(s.input) for s in self.few_shot
+                                                     if self.input_field in s.input)])
+
+    @property
+    def prompt_strings(self) -> dict[str, str]:
+        """The toolkit's prompt strings in this task's language (edge_runtime/prompt_text.py)."""
+        return prompt_text(self.prompt_language)
+
+    def prompt_template(self) -> str:
+        """The template rendered: `template`, or the language's plain format when it is left at the default."""
+        return self.prompt_strings["plain_template"] if self.template == PLAIN_TEMPLATE else self.template
+
+    def resolve_language(self, inputs: list[str] = ()) -> str:
+        """Fix `language: auto` to `en` or `zh`, counting `inputs` (e.g. the data's) with the
+        instructions and examples, so what is trained, stored in the bundle and served agree."""
+        if self.language == "auto":
+            lang = self.prompt_language
+            if inputs and lang == "en":
+                lang = detect_language([self.instructions, *inputs])
+            self.language = lang
+        if self.template == PLAIN_TEMPLATE:
+            self.template = self.prompt_template()  # the resolved recipe and task.json show the text rendered
+        return self.language
+
     def input_text(self, example: dict[str, Any]) -> str:
         """The task input of one example as text (a list of OCR lines becomes lines)."""
         if self.input_field not in example:
@@ -100,7 +142,7 @@ class TaskSpec(Strict):
             return ""
         from edge_runtime.retrieval import candidates_for
 
-        return candidates_for(self.knowledge(), self.input_text(example), self.top_k)
+        return candidates_for(self.knowledge(), self.input_text(example), self.top_k, self.prompt_language)
 
     def knowledge(self):
         """The task's knowledge base: the one pinned at load (`pin_knowledge_base`; a bundle's,
@@ -149,13 +191,14 @@ class TaskSpec(Strict):
         context = context or self.context_for(example)
         if context:
             text = f"{text}\n\n{context}"
+        template = self.prompt_template()
         shots = "".join(
-            self.template.format(instructions="", input=self.input_text(s.input)).lstrip()
+            template.format(instructions="", input=self.input_text(s.input)).lstrip()
             + self.render_answer(s.output)
             + "\n\n"
             for s in self.few_shot
         )
-        return self.template.format(instructions=self.instructions + ("\n\n" + shots.rstrip() if shots else ""), input=text)
+        return template.format(instructions=self.instructions + ("\n\n" + shots.rstrip() if shots else ""), input=text)
 
     def render_answer(self, answer: dict[str, Any]) -> str:
         """The canonical JSON text of an answer: the training target and the grammar's output."""
@@ -234,10 +277,19 @@ class TaskSpec(Strict):
         return self.model_dump_json(indent=2)
 
     @classmethod
+    def from_stored(cls, data: str | bytes) -> "TaskSpec":
+        """A task.json written by the toolkit (a bundle's). One written before `language`
+        existed was trained on English prompt text, so it is read as `en`, never re-detected."""
+        raw = json.loads(data)
+        if isinstance(raw, dict):
+            raw.setdefault("language", "en")
+        return cls.model_validate(raw)
+
+    @classmethod
     def from_file(cls, path) -> "TaskSpec":
         """Load a task file (e.g. a bundle's); a relative knowledge_base is relative to it."""
         with open(path, encoding="utf-8") as fh:
-            task = cls.model_validate_json(fh.read())
+            task = cls.from_stored(fh.read())
         problems = task.attach_knowledge_base(Path(path).parent)
         if problems:
             raise ValueError(f"{path}: " + "; ".join(problems))

@@ -28,6 +28,7 @@ def _task_and_rows(args) -> tuple:
     from edge_runtime.layout import read_jsonl
 
     rows = read_jsonl(args.rows)
+    task.resolve_language([task.input_text(r) for r in rows[:200] if task.input_field in r])  # as `distill` would
     return task, rows, None
 
 

@@ -56,6 +56,24 @@ def read_rows(path: str | Path, id_field: str | None = None) -> list[dict[str, A
     return rows
 
 
+def input_sample(path: str | Path, task: TaskSpec, limit: int = 200) -> list[str]:
+    """The task inputs of the first `limit` rows, read lazily; [] for what cannot be read (the
+    data stage reports that with its own message). `task.language: auto` is decided on it."""
+    path = Path(path)
+    out: list[str] = []
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh) if path.suffix.lower() == ".csv" else (json.loads(l) for l in fh if l.strip())
+            for row in reader:
+                if isinstance(row, dict) and row.get(task.input_field) is not None:
+                    out.append(task.input_text(row))
+                if len(out) >= limit:
+                    break
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        pass
+    return out
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write rows to `path` atomically (a temp file renamed into place)."""
     path = Path(path)

@@ -47,18 +47,20 @@ def plan(cfg, task: TaskSpec, seeds: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def messages_for(task: TaskSpec, entry: dict[str, Any]) -> list[dict[str, str]]:
-    examples = "\n\n".join(f"Example {i + 1}:\n{s}" for i, s in enumerate(entry["seeds"]))
-    asks = [f"Write {entry['count']} new, realistic and varied inputs for this task, different from the examples."]
+    """The request for new inputs, in the task's prompt language (edge_runtime/prompt_text.py)."""
+    text = task.prompt_strings
+    examples = "\n\n".join(text["synth_example"].format(n=i + 1, text=s) for i, s in enumerate(entry["seeds"]))
+    asks = [text["synth_count"].format(count=entry["count"])]
     if entry["topic"]:
-        asks.append(f"They are about: {entry['topic']}.")
+        asks.append(text["synth_topic"].format(topic=entry["topic"]))
     if entry["persona"]:
-        asks.append(f"Write them as: {entry['persona']}.")
+        asks.append(text["synth_persona"].format(persona=entry["persona"]))
     if entry["label"]:
-        asks.append(f"For each of them the correct answer must be the label {entry['label']!r}.")
+        asks.append(text["synth_label"].format(label=entry["label"]))
+    task_line = text["synth_task"].format(instructions=task.instructions)
     return [
-        {"role": "system", "content": "You write training inputs for a task. Reply with one JSON object "
-                                      f"and nothing else, matching this JSON schema: {json.dumps(SCHEMA)}"},
-        {"role": "user", "content": f"The task: {task.instructions}\n\n{examples}\n\n" + " ".join(asks)},
+        {"role": "system", "content": text["synth_system"].format(schema=json.dumps(SCHEMA))},
+        {"role": "user", "content": f"{task_line}\n\n{examples}\n\n" + text["sentence_sep"].join(asks)},
     ]
 
 
@@ -78,7 +80,9 @@ async def synthesize_rows(recipe, seeds: list[dict[str, Any]], labeller) -> tupl
     from distill.teachers.label import Labeller
 
     task, cfg = recipe.task, recipe.teacher.synthesize
-    backend = OpenAIBackend(recipe.teacher, SCHEMA, "inputs")
+    from distill.teachers.privacy import wrap_like
+
+    backend = wrap_like(labeller.backend, OpenAIBackend(recipe.teacher, SCHEMA, "inputs"), "synthesize")
     writer = Labeller(task, backend, labeller.ledger, cache=labeller.cache, limiter=labeller.limiter,
                       temperature=cfg.temperature, max_tokens=cfg.max_tokens)
     writer.run_id = labeller.run_id

@@ -9,9 +9,11 @@ every field; it is never dropped from the denominator.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from typing import Any
 
+from edge_runtime.normalise import value_spans
 from edge_runtime.task import NO_ANSWER, TaskSpec, example_score  # noqa: F401  (example_score: re-exported)
 
 Answer = dict[str, Any] | None
@@ -87,28 +89,24 @@ def extraction_metrics(task: TaskSpec, preds: list[Answer], refs: list[Answer], 
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text).upper()
-
-
-_NUMBERISH = re.compile(r"[-+]?[$€£]?\d[\d,]*(?:\.\d+)?")
-_DATEISH = re.compile(r"\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4}|\d{1,2}[ \-/]?[A-Za-z]{3,9}[ \-/,]*\d{2,4}|[A-Za-z]{3,9} \d{1,2}, \d{4}")
+    """Whitespace (and OCR line breaks) removed, full-width forms made ASCII (NFKC), upper-cased:
+    a value is compared character by character, so Chinese needs no word boundaries."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).upper()
 
 
 def occurs_in(task: TaskSpec, key: str, value: str, text: str) -> bool:
-    """Whether a predicted value is grounded in the input: as text (ignoring whitespace
-    and case), or for dates and amounts as any date- or number-like span with the same
-    normalised value (so 2018-12-25 is grounded by 25/12/2018 on the receipt)."""
+    """Whether a predicted value is grounded in the input: as text (ignoring whitespace,
+    case and full-width forms), or for dates and amounts as any date- or amount-like span with
+    the same normalised value (2018-12-25 is grounded by 25/12/2018 or 2018年12月25日 on the
+    receipt, 1234.50 by ¥1,234.50 or 壹仟贰佰叁拾肆元伍角)."""
     if not value.strip():
         return True
     if _squash(value) in _squash(text):
         return True
     kind = task.fields[key].type if key in task.fields else "text"
-    if kind == "amount":
+    if kind in ("amount", "date"):
         target = task.normalise(key, value)
-        return any(task.normalise(key, m.group(0)) == target for m in _NUMBERISH.finditer(text))
-    if kind == "date":
-        target = task.normalise(key, value)
-        return any(task.normalise(key, m.group(0)) == target for m in _DATEISH.finditer(text))
+        return any(task.normalise(key, span) == target for span in value_spans(text, kind))
     return False
 
 

@@ -100,7 +100,8 @@ def teacher_predictor(recipe, run_dir: Path | None = None) -> Built:
         ) from None
     hosting = "api" if teacher.kind == "openai" else "self-hosted"
     cache = teachers.cache_path(run_dir) if run_dir else None  # the answers the teach stage paid for
-    pred = make(recipe, cache if cache and cache.is_file() else None)
+    audit = teachers.audit_path(run_dir) if run_dir else None  # a remote teacher's calls (teacher.privacy)
+    pred = make(recipe, cache if cache and cache.is_file() else None, audit)
     return Built("teacher", "teacher", pred, hosting, model=getattr(teacher, "model", teacher.kind))
 
 

@@ -62,6 +62,8 @@ def _section(recipe: Recipe, name: str) -> Any:
     data = getattr(recipe, name).model_dump(mode="json", exclude_none=True)
     for key in VOLATILE.get(name, ()):
         data.pop(key, None)
+    if name == "task" and data.get("language") == "en":
+        data.pop("language")  # English is what every run rendered before task.language existed: still valid
     return data
 
 

@@ -9,7 +9,8 @@ a budget, rate limits, validation with one retry, and self-consistency voting.
 
 from distill.teachers.labelling import CACHE_NAME, cache_path, make_backend, make_labeller
 from distill.teachers.predictor import TeacherPredictor, teacher_predictor
+from distill.teachers.privacy import AUDIT_NAME, audit_path
 from distill.teachers.teach import run_teach
 
-__all__ = ["CACHE_NAME", "cache_path", "make_backend", "make_labeller", "run_teach", "TeacherPredictor",
+__all__ = ["AUDIT_NAME", "audit_path", "CACHE_NAME", "cache_path", "make_backend", "make_labeller", "run_teach", "TeacherPredictor",
            "teacher_predictor"]

@@ -60,6 +60,8 @@ class Labeller:
         self.unusable_paid = 0  # 200s with a broken body, paid for and in the ledger
         if hasattr(backend, "on_unusable"):
             backend.on_unusable = self._paid_unusable
+        if getattr(backend, "pool", None) is not None:  # several endpoints: their figures go in the ledger
+            backend.pool.share_figures(ledger.endpoints)
 
     def _paid_unusable(self, usage: tuple[int, int, int] | None, messages, sampling) -> None:
         """Charge a paid but unusable reply: the usage it reports, or else its worst case (every
@@ -153,7 +155,7 @@ class Labeller:
             answer, problems = self.task.parse(comp.text)
             if answer is None:
                 problems = self._explain(comp, problems)
-                comp, paid, hit = await self.fetch(retry_messages(messages, comp.raw or comp.text, problems), sampling)
+                comp, paid, hit = await self.fetch(retry_messages(messages, comp.raw or comp.text, problems, self.task.prompt_language), sampling)
                 cost, cached = cost + paid, cached and hit
                 answer, problems = self.task.parse(comp.text)
                 problems = self._explain(comp, problems) if answer is None else []

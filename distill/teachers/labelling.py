@@ -14,13 +14,15 @@ def cache_path(run_dir: Path) -> Path:
     return Path(run_dir) / CACHE_NAME
 
 
-def make_backend(recipe):
-    """The backend for the recipe's model teacher (not `dataset`)."""
+def make_backend(recipe, audit_file: Path | None = None, stage: str = "teach"):
+    """The backend for the recipe's model teacher (not `dataset`). A remote `openai` teacher's
+    requests are masked and audited into `audit_file` (`distill.teachers.privacy`)."""
     cfg, task = recipe.teacher, recipe.task
     if cfg.kind == "openai":
         from distill.teachers.openai_teacher import OpenAIBackend
+        from distill.teachers.privacy import private_backend
 
-        return OpenAIBackend(cfg, task.json_schema(), task.name)
+        return private_backend(cfg, OpenAIBackend(cfg, task.json_schema(), task.name), audit_file, stage)
     if cfg.kind == "llamacpp":
         from distill.teachers.llamacpp_teacher import LlamaCppBackend
 
@@ -32,7 +34,7 @@ def make_backend(recipe):
     raise ValueError(f"teacher.kind {cfg.kind!r} has no model backend; expected openai, llamacpp or transformers")
 
 
-def make_labeller(recipe, cache_path: Path | None):
+def make_labeller(recipe, cache_path: Path | None, audit_file: Path | None = None, stage: str = "teach"):
     from distill.teachers.cache import ResponseCache
     from distill.teachers.label import Labeller
     from distill.teachers.ledger import Ledger
@@ -48,7 +50,7 @@ def make_labeller(recipe, cache_path: Path | None):
     else:
         ledger, limiter, keep = Ledger(None), RateLimiter(), False
     return Labeller(
-        recipe.task, make_backend(recipe), ledger,
+        recipe.task, make_backend(recipe, audit_file, stage), ledger,
         cache=ResponseCache(cache_path) if cache_path else None, limiter=limiter,
         temperature=cfg.temperature, max_tokens=cfg.max_tokens, samples=cfg.samples, keep_reasoning=keep,
     )

@@ -9,13 +9,26 @@ the response, so the ledger on disk is exact even after a kill.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from distill.teachers.prices import Price
 
 
 class BudgetExceeded(Exception):
     """The next request could cross `max_cost_usd`; nothing more is sent."""
+
+
+@dataclass
+class EndpointFigures:
+    """One endpoint's share of a run when `teacher.base_url` lists several (endpoints.py)."""
+
+    requests: int = 0  # answered with HTTP 200
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: int = 0  # connection errors, timeouts, 408/429/5xx
+    taken_out: int = 0  # times a failure put it in cooldown
+    seconds: float = 0.0  # time spent on its requests, failed ones included
 
 
 @dataclass
@@ -31,6 +44,7 @@ class Ledger:
     stopped: bool = False
     tokens_per_byte: float = 1.0  # learnt from replies; starts at the byte-level upper bound
     _ratios: list[float] = field(default_factory=list)
+    endpoints: dict[str, EndpointFigures] = field(default_factory=dict)  # by URL, when there are several
 
     def __post_init__(self) -> None:
         if self.max_cost_usd is not None and self.price is None:
@@ -70,7 +84,7 @@ class Ledger:
             self.tokens_per_byte = min(1.0, max(self._ratios) * 1.25)
         return cost
 
-    def summary(self) -> dict[str, float | int | bool | None]:
+    def summary(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "prompt_tokens": self.prompt_tokens,
@@ -80,4 +94,6 @@ class Ledger:
             "max_cost_usd": self.max_cost_usd,
             "stopped_by_budget": self.stopped,
             "price_source": self.price.source if self.price else "unknown (cost not counted)",
+            **({"endpoints": {url: {**asdict(f), "seconds": round(f.seconds, 3)} for url, f in self.endpoints.items()}}
+               if self.endpoints else {}),
         }

@@ -43,6 +43,7 @@ class LlamaCppBackend:
         self.llm = llm or load_llama(self.path, n_ctx=cfg.n_ctx)
         self.grammar = LlamaGrammar.from_json_schema(json.dumps(task.json_schema()), verbose=False)
         self.chat = bool((getattr(self.llm, "metadata", None) or {}).get("tokenizer.chat_template"))
+        self.language = task.prompt_language  # of the plain format's output marker on a retry
 
     def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> Completion:
         start = time.perf_counter()
@@ -54,7 +55,7 @@ class LlamaCppBackend:
                 choice = out["choices"][0]
                 content = choice["message"].get("content") or ""
             else:
-                out = self.llm(flatten(messages), **kw)
+                out = self.llm(flatten(messages, self.language), **kw)
                 choice = out["choices"][0]
                 content = choice["text"]
         except ValueError as exc:  # e.g. the prompt does not fit n_ctx

@@ -2,6 +2,7 @@
 
 - `FixedLatencyServer`: answers every chat completion with a fixed answer after a fixed
   delay (the throughput benchmark's endpoint).
+- `RecordingServer`: records every body it receives and answers with a function of it.
 - `FaultProxy`: sits in front of a real endpoint and injects the failures real APIs
   produce: 429 with Retry-After, 500, a hang, a garbage body, a reset connection. It
   records the usage of every reply it really delivered, so a ledger can be checked exactly.
@@ -120,18 +121,43 @@ def chat_completion(content: str, prompt_tokens: int, completion_tokens: int, mo
 
 
 class FixedLatencyServer(_Server):
-    """Every chat completion is `content` after `latency_s`; usage is 10 + 5 tokens."""
+    """Every chat completion is `content` after `latency_s`; usage is 10 + 5 tokens. With `slots`,
+    at most that many are worked on at once and the rest queue, like a vLLM replica's batch
+    (`max_num_seqs`): one replica then has a ceiling of slots / latency_s answers a second."""
 
     def __init__(self, latency_s: float = 0.2, content: str = '{"label": "positive"}', port: int = 0,
-                 reasoning_content: str | None = None):
+                 reasoning_content: str | None = None, slots: int | None = None):
         super().__init__(port)
-        self.latency_s, self.content, self.requests = latency_s, content, 0
+        self.latency_s, self.content, self.requests, self.slots = latency_s, content, 0, slots
         self._body = json.dumps(chat_completion(content, 10, 5, reasoning_content=reasoning_content)).encode()
+        self._busy: asyncio.Semaphore | None = None
 
     async def handle(self, req, writer) -> bool:
-        await asyncio.sleep(self.latency_s)
+        if self.slots is None:
+            await asyncio.sleep(self.latency_s)
+        else:
+            self._busy = self._busy or asyncio.Semaphore(self.slots)
+            async with self._busy:
+                await asyncio.sleep(self.latency_s)
         self.requests += 1
         writer.write(_response(200, self._body))
+        return True
+
+
+class RecordingServer(_Server):
+    """Records every request body it receives (`bodies`) and answers each chat completion
+    with `answer(request)` (the parsed request; a JSON string back); usage is 10 + 5 tokens.
+    For checking what a teacher really receives (masking, audit)."""
+
+    def __init__(self, answer, port: int = 0):
+        super().__init__(port)
+        self.answer, self.bodies = answer, []
+
+    async def handle(self, req, writer) -> bool:
+        body = req[3]
+        self.bodies.append(body)
+        content = self.answer(json.loads(body))
+        writer.write(_response(200, json.dumps(chat_completion(content, 10, 5)).encode()))
         return True
 
 
@@ -193,9 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("fixed", help="a fixed-latency endpoint")
     p.add_argument("--port", type=int, default=8099)
     p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument("--slots", type=int, default=None, help="requests worked on at once (default: no limit)")
     args = parser.parse_args(argv)
-    server = FixedLatencyServer(args.latency, port=args.port).start()
-    print(f"serving {server.url} (latency {args.latency}s); Ctrl-C stops", flush=True)
+    server = FixedLatencyServer(args.latency, port=args.port, slots=args.slots).start()
+    print(f"serving {server.url} (latency {args.latency}s, slots {args.slots or 'unlimited'}); Ctrl-C stops", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

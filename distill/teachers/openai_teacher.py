@@ -108,17 +108,25 @@ class OpenAIBackend:
         self.identity = cfg.model
         from edge_runtime.router import strip_userinfo
 
-        self.endpoint = strip_userinfo(cfg.base_url).rstrip("/")  # part of the cache key (cache.request_key)
+        # several endpoints: each attempt goes where endpoints.EndpointPool says; the first names the cache
+        self.pool = None
+        base_url = cfg.base_url
+        if isinstance(base_url, list):
+            from distill.teachers.endpoints import EndpointPool
+
+            self.pool, base_url = EndpointPool(cfg), base_url[0].url
+        self.endpoint = strip_userinfo(base_url).rstrip("/")  # part of the cache key (cache.request_key)
         self.on_unusable = None  # called with (usage | None, messages, sampling) for a paid 200 that is unusable
+        self.on_sent = None  # called with (url, body, status, text, error) after each HTTP call
         self.concurrency = cfg.concurrency
         key = os.environ.get(cfg.api_key_env)
-        if not key and not _is_loopback(cfg.base_url):
+        if self.pool is None and not key and not _is_loopback(base_url):
             raise TeacherFatal(
                 f"the environment variable {cfg.api_key_env} (teacher.api_key_env) is not set; "
-                f"export it with the API key for {cfg.base_url}"
+                f"export it with the API key for {base_url}"
             )
         self._headers = {"Authorization": f"Bearer {key or 'none'}"}
-        self._url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self._url = base_url.rstrip("/") + "/chat/completions"
         self._client: aiohttp.ClientSession | None = None
         self._modes = list(FORMAT_MODES if cfg.response_format else ("none",))
         self.retries = 0  # retried attempts, for the summary
@@ -134,8 +142,19 @@ class OpenAIBackend:
         return self._client
 
     async def _post(self, body: dict[str, Any]) -> tuple[int, str, Any]:
-        async with self.client.post(self._url, json=body, headers=self._headers) as resp:
-            return resp.status, await resp.text(errors="replace"), resp.headers
+        if self.pool is not None:
+            return await self.pool.post(self.client, body, self.on_sent)
+        status, text, error = 0, "", None
+        try:
+            async with self.client.post(self._url, json=body, headers=self._headers) as resp:
+                status, text = resp.status, await resp.text(errors="replace")
+                return status, text, resp.headers
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            if self.on_sent is not None:  # the privacy audit (distill.teachers.privacy): every HTTP call
+                self.on_sent(self._url, body, status, text, error)
 
     def _payload(self, messages: list[dict[str, str]], sampling: dict[str, Any], mode: str) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -17,9 +17,9 @@ class TeacherPredictor:
     answers already paid for are reused; latency and cost are the original request's.
     """
 
-    def __init__(self, recipe, cache_path: Path | None = None, name: str = "teacher"):
+    def __init__(self, recipe, cache_path: Path | None = None, name: str = "teacher", audit_file: Path | None = None):
         self.name, self.recipe = name, recipe
-        self._labeller = make_labeller(recipe, cache_path)
+        self._labeller = make_labeller(recipe, cache_path, audit_file, stage="eval")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="teacher-loop")
         self._thread.start()
@@ -52,10 +52,11 @@ class TeacherPredictor:
             self._labeller.cache.close()
 
 
-def teacher_predictor(recipe, cache_path: Path | None = None) -> TeacherPredictor:
+def teacher_predictor(recipe, cache_path: Path | None = None, audit_file: Path | None = None) -> TeacherPredictor:
     """A Predictor for the recipe's openai/llamacpp/transformers teacher (the eval stage
     uses gold answers itself for `dataset`). Pass the run's `teacher-cache.sqlite` to reuse
-    answers the teach stage already paid for."""
+    answers the teach stage already paid for; `audit_file`: where a remote teacher's calls are
+    audited (`distill.teachers.privacy`)."""
     if recipe.teacher.kind == "dataset":
         raise ValueError("teacher.kind 'dataset' has no model to ask; evaluate it with the gold/logged answers")
-    return TeacherPredictor(recipe, cache_path)
+    return TeacherPredictor(recipe, cache_path, audit_file=audit_file)

@@ -12,39 +12,34 @@ import json
 import re
 from typing import Any
 
+from edge_runtime.prompt_text import prompt_text
 from edge_runtime.task import TaskSpec
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
 
 
 def system_message(task: TaskSpec) -> str:
-    return (
-        "You label data for a task. Reply with exactly one JSON object and nothing else. "
-        f"It must match this JSON schema: {json.dumps(task.json_schema(), ensure_ascii=False)}"
-    )
+    schema = json.dumps(task.json_schema(), ensure_ascii=False)
+    return task.prompt_strings["teacher_system"].format(schema=schema)
 
 
 def build_messages(task: TaskSpec, row: dict[str, Any]) -> list[dict[str, str]]:
+    """The system turn (schema, in the task's prompt language) and the student's own prompt."""
     return [
         {"role": "system", "content": system_message(task)},
         {"role": "user", "content": task.render_prompt(row)},
     ]
 
 
-def retry_messages(messages: list[dict[str, str]], bad_reply: str, problems: list[str]) -> list[dict[str, str]]:
+def retry_messages(messages: list[dict[str, str]], bad_reply: str, problems: list[str],
+                   language: str = "en") -> list[dict[str, str]]:
     """The conversation again, with the invalid reply and what was wrong with it."""
-    return [
-        *messages,
-        {"role": "assistant", "content": bad_reply},
-        {
-            "role": "user",
-            "content": "That answer is invalid: " + "; ".join(problems)
-            + ". Reply again with one JSON object that matches the schema, and nothing else.",
-        },
-    ]
+    text = prompt_text(language)
+    complaint = text["teacher_retry"].format(problems=text["list_sep"].join(problems))
+    return [*messages, {"role": "assistant", "content": bad_reply}, {"role": "user", "content": complaint}]
 
 
-def flatten(messages: list[dict[str, str]]) -> str:
+def flatten(messages: list[dict[str, str]], language: str = "en") -> str:
     """A plain prompt for base models without a chat template.
 
     The first attempt is the student's own prompt (the user turn; the schema is enforced by
@@ -54,7 +49,7 @@ def flatten(messages: list[dict[str, str]]) -> str:
     for m in turns[1:]:
         text += m["content"] + "\n\n"
     if len(turns) > 1:
-        text += "### Output (JSON):\n"
+        text += prompt_text(language)["output_marker"]
     return text
 
 

@@ -36,6 +36,13 @@ class RateLimiter:
                 waits.append(ts + self.window - now)
         return max(waits)
 
+    def wait_s(self, tokens: int = 0) -> float:
+        """Seconds before `acquire(tokens)` would go through (0: at once); lets a caller with
+        several limiters pick one that is free instead of queueing behind a full one."""
+        if self.rpm is None and self.tpm is None:
+            return 0.0
+        return self._wait_s(time.monotonic(), tokens)
+
     async def acquire(self, tokens: int = 0) -> list[float] | None:
         """Wait for a slot; returns a handle for `settle`."""
         if self.rpm is None and self.tpm is None:

@@ -71,7 +71,9 @@ def run_teach(recipe, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, An
         write_jsonl(out_dir / "failed.jsonl", failed)
         return {"labelled": len(labelled), "failed": len(failed), "cost_usd": 0.0, "requests": 0}
     cache_file = cache_path(out_dir.parent)
-    labeller = make_labeller(recipe, cache_file)
+    from distill.teachers.privacy import audit_path
+
+    labeller = make_labeller(recipe, cache_file, audit_path(out_dir.parent))
     started = time.time()
     try:
         rows, results, synth = asyncio.run(_teach(recipe, labeller, rows))
@@ -98,6 +100,7 @@ def run_teach(recipe, rows: list[dict[str, Any]], out_dir: Path) -> dict[str, An
         **({"synthesized": synth} if synth is not None else {}),
         **({"label_counts": _label_counts(labelled)} if recipe.task.kind == "classification" else {}),
         "cache": str(cache_file),
+        **({"audit_log": str(audit_path(out_dir.parent))} if audit_path(out_dir.parent).is_file() else {}),
         "duration_s": round(time.time() - started, 2),
     }
     (out_dir / "ledger.json").write_text(json.dumps(summary, indent=2))

@@ -32,6 +32,7 @@ class TransformersBackend:
             ) from None
         self.model.eval()
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self.language = task.prompt_language  # of the plain format's output marker on a retry
         self._lock = threading.Lock()
 
     def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> Completion:
@@ -41,7 +42,7 @@ class TransformersBackend:
         if self.chat:
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
-            prompt = flatten(messages)
+            prompt = flatten(messages, self.language)
         enc = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=not self.chat)
         temp = sampling["temperature"]
         gen = dict(max_new_tokens=sampling["max_tokens"], do_sample=temp > 0,

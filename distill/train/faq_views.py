@@ -51,14 +51,14 @@ def training_views(task: TaskSpec, row: dict[str, Any], cfg, seed: int, train: b
         if gold and gold != NO_ANSWER and gold not in {h for h, _ in hits}:
             row = {**row, "answer": {**answer, "faq_id": NO_ANSWER}}
     if not train:
-        return [(row, render_candidates(kb, hits))]
+        return [(row, render_candidates(kb, hits, task.prompt_language))]
     rng = random.Random(zlib.crc32(f"{seed}:{row.get('id', '')}".encode()))
     views = []
     for _ in range(cfg.views):
         order = list(hits)
         if cfg.shuffle:
             rng.shuffle(order)
-        views.append((row, render_candidates(kb, order)))
+        views.append((row, render_candidates(kb, order, task.prompt_language)))
     return views
 
 

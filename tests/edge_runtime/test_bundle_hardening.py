@@ -27,13 +27,13 @@ QUERY = {"query": "change the email on my account"}
 
 @pytest.fixture()
 def faq_bundle(tmp_path, gemma_gguf) -> Path:
-    from edge_runtime.bundle import pack
+    from edge_runtime.bundle import ServeSettings, pack
 
     (tmp_path / "kb.jsonl").write_text("".join(json.dumps(e) + "\n" for e in KB))
     task = TaskSpec(name="faq", kind="faq", input_field="query", knowledge_base="kb.jsonl", top_k=2,
                     instructions="Answer with the id of the FAQ entry that answers the question, or \"none\".")
     assert task.attach_knowledge_base(tmp_path) == []
-    return pack(gemma_gguf, task, tmp_path / "bundle", n_ctx=512, max_new_tokens=8)
+    return pack(gemma_gguf, task, tmp_path / "bundle", serve=ServeSettings(n_ctx=512, max_new_tokens=8))
 
 
 def _resign(bundle: Path) -> None:

@@ -97,10 +97,11 @@ def test_weak_retrieval_support_escalates_below_the_threshold(task):
 
 
 def test_task_endpoint_returns_confidence_and_its_parts(task, gemma_gguf, tmp_path):
-    from edge_runtime.bundle import pack
+    from edge_runtime.bundle import ServeSettings, pack
     from edge_runtime.server import create_app
 
-    bundle = pack(gemma_gguf, task, tmp_path / "faq-bundle", n_ctx=1024, max_new_tokens=24, confidence_threshold=0.5)
+    bundle = pack(gemma_gguf, task, tmp_path / "faq-bundle",
+                  serve=ServeSettings(n_ctx=1024, max_new_tokens=24, confidence_threshold=0.5))
     app = create_app(bundle, n_threads=2)
     try:
         with LiveServer(app) as live:

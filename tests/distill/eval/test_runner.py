@@ -172,12 +172,12 @@ def test_hf_student_with_a_chat_template_gets_the_training_format(tmp_path, tiny
 
 
 def test_a_packed_bundle_is_evaluated_with_its_own_files_and_refused_when_tampered(tmp_path):
-    from edge_runtime.bundle import pack
+    from edge_runtime.bundle import ServeSettings, pack
 
     from distill.models.resolve import gemma_270m_gguf
 
     recipe = _recipe()
-    bundle = pack(gemma_270m_gguf(), recipe.task, tmp_path / "bundle", max_new_tokens=5)
+    bundle = pack(gemma_270m_gguf(), recipe.task, tmp_path / "bundle", serve=ServeSettings(max_new_tokens=5))
     rows = _rows(recipe, n=1, lines=3)
     result = evaluate_predictors(recipe, tmp_path / "run", [f"bundle:{bundle}"], rows, tmp_path / "eval")
     s = result["predictors"]["bundle-bundle"]
