@@ -30,11 +30,18 @@ def bundles(tmp_path_factory, tiny_f16_gguf):
 
 
 def test_hot_swap_under_concurrent_requests_drops_none(bundles, tmp_path):
+    """With shadow sampling on: the sampler (and its budget) carries over to the new bundle."""
     from edge_runtime.production import LoopSettings
     from edge_runtime.server import create_app
+    from edge_runtime.shadow import ShadowSettings
+    from tests.edge_runtime.test_server import _teacher_app
 
+    teacher = LiveServer(_teacher_app({"label": "negative"})).__enter__()
     app = create_app(bundles["old"], api_key="sekret", admin_token="root-token", n_threads=1, parallel=2,
-                     loop=LoopSettings(log=LogSettings(tmp_path / "log", inputs="full", flush_interval_s=0.05)))
+                     teacher_url=teacher.url + "/v1", teacher_model="m",
+                     loop=LoopSettings(log=LogSettings(tmp_path / "log", inputs="full", flush_interval_s=0.05),
+                                       shadow=ShadowSettings(fraction=0.5, max_per_hour=None)))
+    sampler = app.state.loop.shadow
     old_id = app.state.loop.bundle_id
     results: list[tuple[int, str]] = []
     stop = threading.Event()
@@ -77,8 +84,12 @@ def test_hot_swap_under_concurrent_requests_drops_none(bundles, tmp_path):
             time.sleep(0.05)
         assert retiring.done() and all(p.llm is None for p in old_predictors)  # the old model is freed
         health = httpx.get(live.url + "/healthz").json()
-        assert health["slots"] == 2
+        assert health["slots"] == 2 and app.state.loop.shadow is sampler
+        metrics = httpx.get(live.url + "/metrics", headers=AUTH).text
     app.state.close()
+    teacher.__exit__(None, None, None)
+    assert "edge_shadow_requests_total" in metrics  # the sampler's metrics stay registered, once
+    assert sum(ln.startswith("edge_answer_cache_hits_total ") for ln in metrics.splitlines()) == 1  # the new cache's
 
     assert len(results) >= 16 and all(status == 200 for status, _ in results), [r for r in results if r[0] != 200]
     records = list(read_log(tmp_path / "log"))
@@ -86,6 +97,9 @@ def test_hot_swap_under_concurrent_requests_drops_none(bundles, tmp_path):
     ids = [r["bundle"] for r in records]
     assert ids[0] == old_id and ids[-1] == body["bundle"]
     assert set(ids) == {old_id, body["bundle"]}
+    shadowed = [r for r in records if r.get("shadow")]
+    assert {r["bundle"] for r in shadowed} == {old_id, body["bundle"]}  # sampled before and after the swap
+    assert all(r["teacher_answer"] == {"label": "negative"} for r in shadowed)
 
 
 def test_reload_is_off_without_an_admin_token(bundles):
