@@ -52,6 +52,24 @@ def test_labelled_rows_refuse_rows_without_a_reference(tmp_path):
         labelled_rows(task, tmp_path / "missing.jsonl")
 
 
+def test_labelled_rows_from_a_request_log_are_the_teachers_answers(tmp_path):
+    from edge_runtime.request_log import LogSettings, RequestLog
+
+    task = TaskSpec.model_validate(SENTIMENT)
+    log = RequestLog(LogSettings(tmp_path / "log", inputs="full", flush_interval_s=0.01, fsync=False))
+    base = {"task": "sentiment", "student_answer": {"label": "positive"}, "answer": {"label": "positive"}}
+    for rec in ({**base, "input": "escalated", "escalated": True, "teacher_answer": {"label": "negative"}},
+                {**base, "input": "escalated", "cached": True, "teacher_answer": {"label": "negative"}},  # again
+                {**base, "input": "student only", "teacher_answer": None},
+                {**base, "input": "shadowed", "teacher_answer": {"label": "positive"}, "shadow": {"agree": True}},
+                {**base, "task": "other", "input": "another task", "teacher_answer": {"label": "negative"}}):
+        log.record(rec)
+    log.close()
+    rows = labelled_rows(task, tmp_path / "log")
+    assert rows == [{"input": {"text": "escalated"}, "ref": {"label": "negative"}},
+                    {"input": {"text": "shadowed"}, "ref": {"label": "positive"}}]
+
+
 @pytest.fixture(scope="module")
 def random_bundle(tmp_path_factory, tiny_f16_gguf):
     """A bundle of the random tiny Gemma: answers the sentiment task, but at random."""
