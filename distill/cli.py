@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CacheWriteError, TeacherFatal) as exc:  # a full disk, a teacher that cannot work: what was kept, what to do
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # a refusal before work starts (WontFit, ...): its message names the setting to change
+        if not getattr(exc, "refusal", False):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; run the same command again to resume", file=sys.stderr)
         return 130

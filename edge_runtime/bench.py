@@ -48,16 +48,19 @@ def bench_inputs(task, n: int, data: str | Path | None = None) -> list[dict[str,
 
 
 def run_bench(bundle_path: str | Path, n_requests: int = 10, gen_tokens: int = 64, n_threads: int | None = None,
-              data: str | Path | None = None) -> dict[str, Any]:
+              data: str | Path | None = None, gpu_layers: int | None = None) -> dict[str, Any]:
+    """`gpu_layers`: layers offloaded to the GPU (default: the bundle's profile's)."""
     from edge_runtime.bundle import load_bundle
     from edge_runtime.engines.llamacpp import LlamaCppPredictor, load_llama
+    from edge_runtime.profiles import gpu_layers_for
 
     bundle = load_bundle(bundle_path)
+    gpu_layers = gpu_layers_for(bundle.manifest.get("profile"), gpu_layers)
     if bundle.manifest.get("head"):
-        return run_head_bench(bundle, n_requests, n_threads, data)
+        return run_head_bench(bundle, n_requests, n_threads, data, gpu_layers)
     task, gen = bundle.task, bundle.generation
     n_ctx = int(gen.get("n_ctx", N_CTX))
-    llm = load_llama(bundle.model_path, n_ctx=n_ctx, n_threads=n_threads,
+    llm = load_llama(bundle.model_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=gpu_layers,
                      **({"lora_path": str(bundle.adapter_path)} if bundle.adapter_path else {}))
     inputs = bench_inputs(task, n_requests, data)
     ours = LlamaCppPredictor(bundle.model_path, task, llm=llm, max_new_tokens=gen_tokens, grammar_text=bundle.grammar)
@@ -96,15 +99,15 @@ def run_bench(bundle_path: str | Path, n_requests: int = 10, gen_tokens: int = 6
 
 
 def run_head_bench(bundle, n_requests: int = 10, n_threads: int | None = None,
-                   data: str | Path | None = None) -> dict[str, Any]:
+                   data: str | Path | None = None, gpu_layers: int | None = None) -> dict[str, Any]:
     """A classifier bundle: each answer (one embedding pass + the numpy head) against
     evaluating the same input tokens in an ordinary llama.cpp context (prompt evaluation
     alone, output layer at the last token), interleaved on the same inputs."""
     from edge_runtime.engines.head import LlamaCppHeadPredictor
     from edge_runtime.heads import head_input
 
-    head = LlamaCppHeadPredictor.from_bundle(bundle, n_threads=n_threads)
-    llm = load_llama_like(bundle, n_threads)
+    head = LlamaCppHeadPredictor.from_bundle(bundle, n_threads=n_threads, n_gpu_layers=gpu_layers)
+    llm = load_llama_like(bundle, n_threads, gpu_layers)
     inputs = bench_inputs(bundle.task, n_requests, data)
     answers, prompts, tokens = [], [], []
     head.predict(inputs[0])  # warm both
@@ -127,9 +130,11 @@ def run_head_bench(bundle, n_requests: int = 10, n_threads: int | None = None,
                         "target": 1.2}}
 
 
-def load_llama_like(bundle, n_threads: int | None):
+def load_llama_like(bundle, n_threads: int | None, gpu_layers: int | None = None):
     """The bundle's model in an ordinary (generative) llama.cpp context."""
     from edge_runtime.engines.llamacpp import load_llama
+    from edge_runtime.profiles import gpu_layers_for
 
     return load_llama(bundle.model_path, n_ctx=int(bundle.generation.get("n_ctx", N_CTX)), n_threads=n_threads,
+                      n_gpu_layers=gpu_layers_for(bundle.manifest.get("profile"), gpu_layers),
                       **({"lora_path": str(bundle.adapter_path)} if bundle.adapter_path else {}))

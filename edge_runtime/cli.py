@@ -15,7 +15,7 @@ def _fit(a) -> int:
     from edge_runtime.fit import fit
     from edge_runtime.profiles import get_profile
 
-    result = fit(a.model, get_profile(a.profile, a.profiles), n_ctx=a.ctx, parallel=a.parallel)
+    result = fit(a.model, get_profile(a.profile, a.profiles), n_ctx=a.ctx, parallel=a.parallel, gpu_layers=a.gpu_layers)
     print(json.dumps(result.to_dict(), indent=2) if a.json else result.summary())
     return 0 if result.fits else 1
 
@@ -69,7 +69,7 @@ def _serve(a) -> int:
           max_tokens_cap=a.max_tokens, loop=loop, max_image_pixels=a.max_image_pixels,
           escalation_max_per_hour=a.escalation_max_per_hour, escalation_max_usd_per_hour=a.escalation_max_usd_per_hour,
           teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m,
-          teacher_privacy=_privacy_flags(a), admin_token=_admin_token(a))
+          teacher_privacy=_privacy_flags(a), gpu_layers=a.gpu_layers, admin_token=_admin_token(a))
     return 0
 
 
@@ -133,6 +133,12 @@ def _decoding_flags(a) -> dict:
     return out
 
 
+def _add_gpu_layers(s) -> None:
+    s.add_argument("--gpu-layers", type=int, default=None, metavar="N",
+                   help="layers llama.cpp offloads to the GPU: -1 all, 0 none (default: the bundle's profile: "
+                        "all on gpu-server, none elsewhere)")
+
+
 def _add_decoding_flags(s) -> None:
     s.add_argument("--speculate", action=argparse.BooleanOptionalAction, default=None,
                    help="prompt-lookup speculation on or off (default: the bundle's generation.json)")
@@ -155,7 +161,7 @@ def _predict(a) -> int:
         example = {task.input_field: Path(a.input[1:]).read_text() if a.input.startswith("@") else a.input}
     else:
         example = {task.input_field: sys.stdin.read()}
-    pred = bundle_predictor(b, n_threads=a.threads, decoding=_decoding_flags(a))
+    pred = bundle_predictor(b, n_threads=a.threads, decoding=_decoding_flags(a), n_gpu_layers=a.gpu_layers)
     try:
         p = pred.predict(example)
     finally:
@@ -169,7 +175,7 @@ def _predict(a) -> int:
 def _bench(a) -> int:
     from edge_runtime.bench import run_bench
 
-    report = run_bench(a.bundle, n_requests=a.requests, gen_tokens=a.tokens, n_threads=a.threads)
+    report = run_bench(a.bundle, n_requests=a.requests, gen_tokens=a.tokens, n_threads=a.threads, gpu_layers=a.gpu_layers)
     print(json.dumps(report, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2))
@@ -203,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="a .gguf file")
     s.add_argument("--profile", default=layout.PROFILE)
     s.add_argument("--profiles", help="YAML file with your own device profiles")
+    _add_gpu_layers(s)
     s.add_argument("--ctx", type=int, default=layout.N_CTX)
     s.add_argument("--parallel", type=int, default=layout.PARALLEL)
     s.add_argument("--json", action="store_true")
@@ -286,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "held in this environment variable; SIGHUP reloads the start path either way")
     s.add_argument("--admin-token-file", default=None, metavar="PATH", help="the same, the token read from a file")
     s.add_argument("--threads", type=int, default=None)
+    _add_gpu_layers(s)
     _add_decoding_flags(s)
     from edge_runtime.production import add_serve_flags
 
@@ -297,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", help="the task input text, or @path to read it from a file")
     s.add_argument("--image", help="a receipt/invoice photo, read with OCR")
     s.add_argument("--threads", type=int, default=None)
+    _add_gpu_layers(s)
     _add_decoding_flags(s)
     s.set_defaults(fn=_predict)
 
@@ -305,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--requests", type=int, default=10)
     s.add_argument("--tokens", type=int, default=64)
     s.add_argument("--threads", type=int, default=None)
+    _add_gpu_layers(s)
     s.add_argument("--json", help="also write the report here")
     s.set_defaults(fn=_bench)
 

@@ -6,6 +6,10 @@ The estimate models resident memory, the thing that runs a device out of RAM: ll
 reserves a compute buffer of n_ubatch x n_vocab floats for logits but, without
 `logits_all`, touches only the rows it computes, so only the touched part is counted.
 Checked against the measured RSS of llama-cpp-python (tests/edge_runtime/test_fit.py).
+
+On a GPU profile that offloads (`gpu_layers`), the offloaded layers' share of the weights and
+KV cache and the compute buffers are GPU memory, checked against the profile's budget; the
+rest and the runtime are host memory, checked against `host_memory_gb` when the profile has it.
 """
 
 from __future__ import annotations
@@ -131,6 +135,10 @@ class FitResult:
     max_ctx: int  # the largest context (multiple of 256) that fits with `parallel` slots
     max_parallel: int  # the most slots that fit at `n_ctx`
     notes: list[str]
+    gpu_layers: int = 0  # layers offloaded (of the model's n_layer); 0: everything is host memory
+    gpu_bytes: int = 0  # of total_bytes, on the GPU
+    host_bytes: int | None = None  # on the host (all of total_bytes without offload)
+    host_budget_bytes: int | None = None  # the profile's host memory budget, if it says
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,13 +146,17 @@ class FitResult:
     def summary(self) -> str:
         mib = lambda b: f"{b / MIB:,.0f} MiB"  # noqa: E731
         verdict = "YES, it fits" if self.fits else "NO, it does not fit"
+        where = f"GPU ({self.gpu_layers} layers offloaded) " if self.gpu_layers else ""
         lines = [
-            f"{verdict} on {self.profile}: {mib(self.total_bytes)} of a {mib(self.budget_bytes)} budget "
+            f"{verdict} on {self.profile}: {where}{mib(self.total_bytes)} of a {mib(self.budget_bytes)} budget "
             f"(ctx {self.n_ctx}, {self.parallel} slot(s))",
             f"  weights {mib(self.weights_bytes)}, KV cache {mib(self.kv_bytes)}, compute {mib(self.compute_bytes)}, "
             f"runtime {mib(self.overhead_bytes)}",
             f"  largest context with {self.parallel} slot(s): {self.max_ctx}; most slots at ctx {self.n_ctx}: {self.max_parallel}",
         ]
+        if self.gpu_layers:
+            budget = f" of a {mib(self.host_budget_bytes)} budget" if self.host_budget_bytes is not None else ""
+            lines.insert(1, f"  host memory: {mib(self.host_bytes or 0)}{budget} (runtime and what stays on the CPU)")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -166,33 +178,71 @@ def estimate(shape: ModelShape, n_ctx: int, parallel: int = 1) -> int:
     return shape.file_bytes + kv_bytes(shape, n_ctx, parallel) + compute_bytes(shape, parallel) + overhead_bytes(shape, parallel)
 
 
+def offloaded_layers(profile: Profile, n_layer: int, gpu_layers: int | None = None) -> int:
+    """Layers on the GPU: the profile's `gpu_layers` (or the override), none on a CPU profile."""
+    wanted = profile.gpu_layers if gpu_layers is None else gpu_layers
+    if profile.accelerator == "cpu" or wanted == 0:
+        return 0
+    return n_layer if wanted < 0 else min(wanted, n_layer)
+
+
+def split(shape: ModelShape, n_ctx: int, parallel: int, on_gpu: int) -> tuple[int, int]:
+    """(GPU bytes, host bytes) with `on_gpu` of the model's layers offloaded."""
+    if on_gpu <= 0:
+        return 0, estimate(shape, n_ctx, parallel)
+    frac = on_gpu / max(shape.n_layer, 1)
+    weights, kv = shape.file_bytes, kv_bytes(shape, n_ctx, parallel)
+    gpu = int(weights * frac + kv * frac) + compute_bytes(shape, parallel)
+    host = int(weights * (1 - frac) + kv * (1 - frac)) + overhead_bytes(shape, parallel)
+    if on_gpu < shape.n_layer:  # the CPU computes its layers too
+        host += compute_bytes(shape, parallel)
+    return gpu, host
+
+
 def fit(model: str | Path, profile: Profile, n_ctx: int = N_CTX, parallel: int = PARALLEL,
-        extra_weights_bytes: int = 0) -> FitResult:
-    """`extra_weights_bytes`: weights loaded beside the model, e.g. a LoRA adapter GGUF."""
+        extra_weights_bytes: int = 0, gpu_layers: int | None = None) -> FitResult:
+    """`extra_weights_bytes`: weights loaded beside the model, e.g. a LoRA adapter GGUF;
+    `gpu_layers`: overrides the profile's offload (-1 all)."""
     if n_ctx <= 0 or parallel <= 0:
         raise ValueError("--ctx and --parallel must be positive")
     shape = ModelShape.from_gguf(model)
     if extra_weights_bytes:
         shape.file_bytes += int(extra_weights_bytes)
-    budget = profile.budget_bytes
-    total = estimate(shape, n_ctx, parallel)
+    on_gpu = offloaded_layers(profile, shape.n_layer, gpu_layers)
+    budget, host_budget = profile.budget_bytes, profile.host_budget_bytes if on_gpu else None
+
+    def usage(ctx: int, par: int) -> tuple[int, int | None]:
+        """(bytes against the profile's budget, host bytes when they are counted apart)."""
+        gpu, host = split(shape, ctx, par, on_gpu)
+        return (gpu, host) if on_gpu else (host, None)
+
+    def ok(ctx: int, par: int) -> bool:
+        main, host = usage(ctx, par)
+        return main <= budget and (host_budget is None or host is None or host <= host_budget)
+
+    total, host_total = usage(n_ctx, parallel)
+    gpu_total = total if on_gpu else 0
     notes = []
     if n_ctx > shape.n_ctx_train:
         notes.append(f"ctx {n_ctx} exceeds the model's training context {shape.n_ctx_train}")
     if "llamacpp" not in profile.engines:
         notes.append(f"profile {profile.name} does not list llama.cpp among its engines")
-    max_ctx = 0
-    per_token = kv_bytes(shape, 1, parallel)
-    room = budget - estimate(shape, 0, parallel)
-    if room > 0:
-        max_ctx = min(shape.n_ctx_train, int(room // per_token) // 256 * 256)
+    if on_gpu and profile.host_memory_gb is None:
+        notes.append(f"profile {profile.name} has no host_memory_gb: host memory ({(host_total or 0) / MIB:,.0f} MiB) "
+                     "is not checked")
+    lo, hi = 0, shape.n_ctx_train // 256  # the largest multiple of 256 that fits (usage grows with ctx)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid * 256, parallel) else (lo, mid - 1)
+    max_ctx = lo * 256
     max_par = 0
-    while max_par < 4096 and estimate(shape, n_ctx, max_par + 1) <= budget:
+    while max_par < 4096 and ok(n_ctx, max_par + 1):
         max_par += 1
     return FitResult(
         model=str(model), profile=profile.name, n_ctx=n_ctx, parallel=parallel,
         weights_bytes=shape.file_bytes, kv_bytes=kv_bytes(shape, n_ctx, parallel),
         compute_bytes=compute_bytes(shape, parallel), overhead_bytes=overhead_bytes(shape, parallel),
-        total_bytes=total, budget_bytes=budget, fits=total <= budget and n_ctx <= shape.n_ctx_train,
-        max_ctx=max_ctx, max_parallel=max_par, notes=notes,
+        total_bytes=total, budget_bytes=budget, fits=ok(n_ctx, parallel) and n_ctx <= shape.n_ctx_train,
+        max_ctx=max_ctx, max_parallel=max_par, notes=notes, gpu_layers=on_gpu, gpu_bytes=gpu_total,
+        host_bytes=host_total if on_gpu else total, host_budget_bytes=host_budget,
     )

@@ -202,7 +202,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                max_image_pixels: int = MAX_PIXELS, escalation_max_per_hour: int | None = None,
                escalation_max_usd_per_hour: float | None = None, teacher_price_input_per_m: float | None = None,
                teacher_price_output_per_m: float | None = None, teacher_privacy: dict[str, Any] | None = None,
-               admin_token: str | None = None) -> FastAPI:
+               gpu_layers: int | None = None, admin_token: str | None = None) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
@@ -220,6 +220,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     teacher's prices per million tokens); past it the student's answer is returned, flagged.
     Prices not given are the model's list prices (`edge_runtime/prices.yaml`). `teacher_privacy`:
     masking, local hosts and the audit log (`router.operator_teacher`'s keyword arguments).
+    `gpu_layers`: layers llama.cpp offloads to the GPU (default: the bundle's profile's).
     `admin_token`: turns on `POST /admin/reload`, the hot swap to a new bundle (`edge_runtime.hotswap`)."""
     from edge_runtime.engines import bundle_predictor
     from edge_runtime.engines.llamacpp import GenerationTimeout
@@ -234,7 +235,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     budget = server_budget(teacher, escalation_max_per_hour, escalation_max_usd_per_hour, metrics.registry)
     n_slots = parallel or int(gen.get("parallel", layout.PARALLEL))
     predictors = [bundle_predictor(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
-                                                decoding=decoding) for i in range(n_slots)]
+                                                decoding=decoding, n_gpu_layers=gpu_layers) for i in range(n_slots)]
     router = Router(task, float(gen.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)), teacher, budget)
     if teacher is None and suggested_teacher(gen):
         import logging
@@ -472,8 +473,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
             new = await asyncio.to_thread(load_bundle, path or bundle_path)
             same_task(bundle, new)
             new_predictors = await asyncio.to_thread(lambda: [bundle_predictor(
-                new, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse, decoding=decoding)
-                for i in range(n_slots)])
+                new, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse, decoding=decoding,
+                n_gpu_layers=gpu_layers) for i in range(n_slots)])
             new_router = Router(new.task, float(new.generation.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)),
                                 teacher, budget)
             new_slots = Slots(new_predictors, max_queue, slots.timeout_s, metrics)

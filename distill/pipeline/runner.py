@@ -162,16 +162,31 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, Any]]:
     """Run the selected stages; returns each stage's record."""
+    from distill import distributed
     from distill.pipeline import stages as impl
 
+    # several processes (accelerate launch / torchrun): only the train stage is shared; the main
+    # process runs the others and writes every record, the rest wait for it and stop after train
+    main = distributed.is_main()
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_resolved(recipe, run_dir)
+    if main:
+        write_resolved(recipe, run_dir)
     selected = select_stages(start, until, only)
     records: dict[str, dict[str, Any]] = {}
     previous = ""
     for stage in STAGES:
         fp = fingerprint(recipe, stage, previous, input_hashes(recipe, stage))
         previous = fp
+        if distributed.world_size() > 1 and stage == "train":
+            distributed.barrier()  # the main process has finished the stages before this one
+            if not main:
+                records = {name: rec for name in STAGES[: STAGES.index(stage)]
+                           if (rec := read_record(run_dir, name)) is not None}
+        elif not main:
+            if stage in selected and STAGES.index(stage) > STAGES.index("train"):
+                log(f"[{stage}] left to the main process (rank 0)")
+                break
+            continue
         record = read_record(run_dir, stage)
         if stage not in selected:
             if record is not None:
@@ -194,11 +209,16 @@ def run_pipeline(
         stage_recipe = recipe_for_run(recipe, run_dir) if STAGES.index(stage) > STAGES.index("curate") else recipe
         ctx = StageContext(stage_recipe, run_dir, stage, fp, records)
         log(f"[{stage}] running (fingerprint {fp})")
-        moved = _prepare_dir(ctx)
+        moved = _prepare_dir(ctx) if main else None
         if moved:
             log(moved)
+        if stage == "train":
+            distributed.barrier()  # its directory is ready before any process writes into it
         started = time.time()
         outputs = getattr(impl, f"stage_{stage}")(ctx)
+        if not main:  # the main process writes the record
+            records[stage] = {"stage": stage, "fingerprint": fp, "outputs": outputs}
+            continue
         record = {
             "stage": stage,
             "fingerprint": fp,

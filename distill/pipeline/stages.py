@@ -68,6 +68,12 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
 
     rows = read_jsonl(ctx.layout.train_rows)
     if student_head(ctx.recipe) == "classifier":
+        from distill.distributed import MultiProcessUnsupported, world_size
+
+        if world_size() > 1:
+            raise MultiProcessUnsupported(
+                f"the classifier-head student trains in one process; this run was launched with {world_size()} "
+                "processes. Run `distill train` without accelerate launch/torchrun (it is small enough for one device).")
         from distill.train.classifier import train_classifier
 
         return train_classifier(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)

@@ -30,6 +30,12 @@ def causal_lm_parts(model):
     raise TypeError(f"{type(model).__name__} has no `model`/`lm_head` pair; use loss_on_answer_only_head: false")
 
 
+def _distributed() -> bool:
+    from distill.distributed import active
+
+    return active()
+
+
 def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask over positions whose next token carries loss, those next tokens)."""
     nxt = torch.full_like(labels, IGNORE)
@@ -46,6 +52,13 @@ def answer_logits(model, input_ids, labels, attention_mask=None, position_ids=No
     kwargs = {"attention_mask": attention_mask, "use_cache": False}
     if position_ids is not None:
         kwargs["position_ids"] = position_ids
+    if _distributed():
+        # through the DDP/FSDP wrapper's own forward: calling the body directly would skip DDP's
+        # gradient synchronisation (each process would train alone) and FSDP's weight gathering.
+        # `logits_to_keep` limits the output layer to the positions any row labels.
+        cols = mask.any(0).nonzero().squeeze(1)
+        logits = model(input_ids=input_ids, logits_to_keep=cols, **kwargs).logits
+        return logits[mask[:, cols]].float(), targets.to(logits.device)
     hidden = body(input_ids=input_ids, **kwargs).last_hidden_state
     logits = lm_head(hidden[mask]).float()
     cap = getattr(config, "final_logit_softcapping", None)

@@ -35,13 +35,36 @@ OVERHEAD_BYTES = 150 * 2**20  # the trainer, optimizer bookkeeping, allocator sl
 class WontFit(RuntimeError):
     """Training would run out of memory; the message says which setting to change."""
 
+    refusal = True  # the CLI prints the message, not a traceback
+
+
+# What each multi-process strategy splits across its N processes (everything else every process holds
+# whole). DDP replicates all and adds its gradient buckets (a second copy of the gradients); ZeRO-2
+# shards gradients and optimizer state; ZeRO-3 and FSDP full sharding also the weights, gathering
+# one layer at a time (two with prefetch); FSDP SHARD_GRAD_OP keeps the weights whole from forward to
+# backward, so at the peak they count whole. Activations and logits belong to each process's batch.
+SHARDED = {
+    "single": (),
+    "ddp": (),
+    "zero2": ("gradients", "optimizer"),
+    "fsdp-grad-op": ("trainable_weights", "gradients", "optimizer"),
+    "zero3": ("weights", "trainable_weights", "gradients", "optimizer"),
+    "fsdp": ("weights", "trainable_weights", "gradients", "optimizer"),
+}
+GATHERED_LAYERS = 2  # FSDP/ZeRO-3: the layer being computed and the one prefetched
+
 
 @dataclass
 class MemoryEstimate:
+    """Peak bytes of ONE training process (`parts` per process); `processes` of them under `strategy`."""
+
     total_bytes: int
     parts: dict[str, int] = field(default_factory=dict)
     device: str = "cpu"
     available_bytes: int | None = None
+    strategy: str = "single"
+    processes: int = 1
+    sharing_device: int = 1  # processes whose peaks share `available_bytes` (all of them on one CPU host)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -73,11 +96,14 @@ def count_params(hf_config, target_modules, r: int) -> tuple[int, int, int]:
 def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: int, seq_len: int,
              answer_tokens: int, gradient_checkpointing: bool, answer_only_head: bool,
              weight_bytes: int, act_bytes: int, device: str = "cpu", teacher_config=None,
-             distill_loss: str | None = None) -> MemoryEstimate:
+             distill_loss: str | None = None, strategy: str = "single", processes: int = 1,
+             sharing_device: int = 1) -> MemoryEstimate:
     """Peak training memory for one batch of `batch_size` x `seq_len` tokens with
     `answer_tokens` labelled tokens in it. With a distillation `teacher_config`, add the
     frozen teacher's weights (in the student's dtype), one teacher layer's activations
-    (no_grad keeps none) and its logits plus the divergence's buffers at the answer rows."""
+    (no_grad keeps none) and its logits plus the divergence's buffers at the answer rows.
+    Under several `processes` the parts are per process: `SHARDED[strategy]` are divided by
+    `processes` (a frozen teacher is never sharded: it is not part of the wrapped model)."""
     cfg = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
     total, linear, lora = count_params(hf_config, target_modules, lora_r)
     parts: dict[str, int] = {}
@@ -110,7 +136,18 @@ def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: in
         copies = KD_COPIES_JSD if distill_loss == "jsd" else KD_COPIES_KL
         parts["distillation_logits"] = answer_tokens * cfg.vocab_size * 4 * copies
     parts["overhead"] = OVERHEAD_BYTES
-    return MemoryEstimate(int(sum(parts.values())), parts, device)
+    if strategy not in SHARDED:
+        raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(SHARDED)}")
+    if processes > 1:
+        for name in SHARDED[strategy]:
+            parts[name] = -(-parts[name] // processes)
+        if strategy == "ddp":
+            parts["ddp_buckets"] = parts["gradients"]  # the reducer's flat copy of the gradients
+        if "weights" in SHARDED[strategy]:
+            per_layer = (total - cfg.vocab_size * h) // max(layers, 1)
+            parts["gathered_layers"] = GATHERED_LAYERS * per_layer * weight_bytes
+    return MemoryEstimate(int(sum(parts.values())), parts, device, strategy=strategy, processes=processes,
+                          sharing_device=sharing_device if processes > 1 else 1)
 
 
 def available_bytes(device: str) -> int:
@@ -125,10 +162,10 @@ def available_bytes(device: str) -> int:
 def check_fits(est: MemoryEstimate, settings: dict, margin: float = 0.9) -> MemoryEstimate:
     """Raise WontFit, naming the settings to change, if the estimate exceeds free memory."""
     est.available_bytes = available_bytes(est.device)
-    if est.total_bytes <= est.available_bytes * margin:
+    if est.total_bytes * est.sharing_device <= est.available_bytes * margin:
         return est
     big = sorted(est.parts.items(), key=lambda kv: -kv[1])[:3]
-    hints = [f"student.training.batch_size (now {settings['batch_size']}): halve it, and raise grad_accum to keep the effective batch",
+    hints = [*_process_hints(est),f"student.training.batch_size (now {settings['batch_size']}): halve it, and raise grad_accum to keep the effective batch",
              f"student.training.max_seq_len (now {settings['max_seq_len']}): shorter inputs"]
     if not settings.get("gradient_checkpointing"):
         hints.append("student.training.gradient_checkpointing: true (activations of one layer at a time)")
@@ -137,10 +174,34 @@ def check_fits(est: MemoryEstimate, settings: dict, margin: float = 0.9) -> Memo
     if settings.get("method") != "qlora":
         hints.append("student.method: qlora (4-bit base weights; needs a CUDA GPU)" if est.device.startswith("cuda")
                      else "student.method: lora, or a GPU with QLoRA (4-bit base weights)")
+    need = f"about {_gb(est.total_bytes)}"
+    if est.processes > 1:
+        need += f" per process ({est.processes} processes, {est.strategy})"
+        if est.sharing_device > 1:
+            need += f", {_gb(est.total_bytes * est.sharing_device)} for the {est.sharing_device} sharing this {est.device}"
     raise WontFit(
-        f"training needs about {_gb(est.total_bytes)} on {est.device} but only {_gb(est.available_bytes)} is free "
+        f"training needs {need} on {est.device} but only {_gb(est.available_bytes)} is free "
         f"(largest parts: {', '.join(f'{k} {_gb(v)}' for k, v in big)}). Change one of:\n  - " + "\n  - ".join(hints)
     )
+
+
+def _process_hints(est: MemoryEstimate) -> list[str]:
+    """The launch settings that change the per-process share, first when they are the cheaper fix."""
+    n, hints = est.processes, []
+    if est.sharing_device > 1:
+        hints.append(f"accelerate launch --num_processes (now {est.sharing_device} on this machine): on {est.device} "
+                     "every process holds its own copy in the same memory; use fewer")
+    if est.strategy in ("single", "ddp") and est.device.startswith("cuda"):
+        hints.append("accelerate launch --config_file recipes/accelerate/fsdp.yaml: FSDP splits weights, gradients "
+                     f"and optimizer state across the GPUs ({est.strategy} keeps a whole copy on each)")
+    elif est.strategy == "zero2":
+        hints.append("recipes/accelerate/deepspeed_zero3.yaml: ZeRO-3 splits the weights too (ZeRO-2 keeps them whole)")
+    elif est.strategy == "fsdp-grad-op":
+        hints.append("fsdp_reshard_after_forward: true (full sharding; weights stay split between forward and backward)")
+    if est.strategy in ("fsdp", "zero3"):
+        hints.append(f"accelerate launch --num_processes (now {n}): each process holds 1/{n} of weights, gradients "
+                     "and optimizer state; or fsdp_offload_params: true / offload_param_device: cpu")
+    return hints
 
 
 def device_name() -> str:

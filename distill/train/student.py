@@ -16,12 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distill import distributed
 from distill.train.data import encode_rows
 from edge_runtime.layout import ADAPTER_DIR, MERGED_DIR
 
 
 class QLoRANeedsCUDA(RuntimeError):
     """QLoRA's 4-bit kernels (bitsandbytes) need a CUDA GPU."""
+
+    refusal = True
 
 
 def learning_rate(student, preset: dict | None) -> float:
@@ -139,6 +142,11 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
                              f"the student {student.model!r}", f"the teacher {dist.teacher_model!r}")
 
     # ---- does it fit? (before any weights are loaded)
+    strategy, note = distributed.effective_strategy(device)
+    if note and distributed.is_main():
+        from distill.progress import console
+
+        console.log(f"warning: {note}")
     gpu_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     weight_dtype = torch.bfloat16 if (gpu_bf16 and student.method != "full") else torch.float32
     act_bytes = 2 if (tr.precision == "bf16" or (tr.precision == "auto" and gpu_bf16)) else 4
@@ -150,6 +158,8 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         answers, tr.gradient_checkpointing, tr.loss_on_answer_only_head,
         weight_bytes=torch.finfo(weight_dtype).bits // 8, act_bytes=act_bytes, device=device,
         teacher_config=teacher_config, distill_loss=dist.loss if dist else None,
+        strategy=strategy, processes=distributed.world_size(),
+        sharing_device=distributed.local_world_size() if device == "cpu" else 1,
     )
     check_fits(est, {"method": student.method, **tr.model_dump()})
 
@@ -183,8 +193,12 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         )
         del teacher
 
-    # ---- save: adapter (LoRA/QLoRA) and the merged model
+    # ---- save: adapter (LoRA/QLoRA) and the merged model; under several processes the main one only
     adapter_dir, merged_dir = out_dir / ADAPTER_DIR, out_dir / MERGED_DIR
+    if not distributed.is_main():
+        del trainer, model
+        distributed.barrier()  # the main process saves, merges and writes the metrics meanwhile
+        return {**figures, "device": device, "rank": distributed.rank()}
     with status("saving the adapter and the merged model"):
         if student.method in ("lora", "qlora"):
             if adapter_dir.exists():
@@ -222,10 +236,12 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         "memory_estimate_bytes": est.total_bytes,
         "memory_estimate_parts": est.parts,
         "memory_available_bytes": est.available_bytes,
+        "memory_estimate_strategy": {"strategy": est.strategy, "processes": est.processes},  # parts are per process
         "peak_memory_bytes": peak.peak_bytes,
         "peak_memory_method": peak.method,
         "template": enc.format.kind,
         "distillation": {**dist.model_dump(), "teacher_path": teacher_path} if dist else None,
     }
     (out_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    distributed.barrier()
     return metrics

@@ -156,18 +156,25 @@ def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, peft_config
     seconds = time.perf_counter() - start
     history = trainer.state.log_history
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    from distill.distributed import gather
+
+    per_process = gather(dict(trainer.counted))
+    counted = {k: sum(p[k] for p in per_process) for k in trainer.counted}  # all processes together
     figures = {
+        "processes": trainer.accelerator.num_processes,
+        # tokens each process trained on this run (rank order): every process trains its own share
+        "trained_tokens_per_process": [p["tokens"] for p in per_process],
         "steps": trainer.state.global_step,
         "train_loss": float(result.training_loss),
         "eval_loss": trainer.state.best_metric if trainer.state.best_metric is not None else (min(evals) if evals else None),
         "eval_losses": evals,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "resumed_from": resume_from,
-        "trained_tokens": trainer.counted["tokens"],
-        "answer_tokens": trainer.counted["answer_tokens"],
+        "trained_tokens": counted["tokens"],
+        "answer_tokens": counted["answer_tokens"],
         "train_seconds": seconds,
-        "tokens_per_s": trainer.counted["tokens"] / seconds if seconds else 0.0,
-        "answer_tokens_per_s": trainer.counted["answer_tokens"] / seconds if seconds else 0.0,
+        "tokens_per_s": counted["tokens"] / seconds if seconds else 0.0,
+        "answer_tokens_per_s": counted["answer_tokens"] / seconds if seconds else 0.0,
         "stopped_early": bool(patience) and trainer.state.global_step < trainer.state.max_steps,
     }
     if teacher is not None:  # the two parts of the mixed loss, as logged

@@ -31,7 +31,7 @@ class LlamaCppHeadPredictor:
 
     def __init__(self, gguf_path: str | Path, task: TaskSpec, head: ClassifierHead, name: str = "gguf",
                  n_ctx: int = N_CTX, n_threads: int | None = None, lora_path: str | Path | None = None,
-                 head_bytes: int = 0, **_ignored: Any):
+                 head_bytes: int = 0, n_gpu_layers: int = 0, **_ignored: Any):
         from llama_cpp import LLAMA_POOLING_TYPE_LAST
 
         if task.kind != "classification":
@@ -42,7 +42,7 @@ class LlamaCppHeadPredictor:
         self.lora_path = Path(lora_path) if lora_path else None
         self.head_bytes = head_bytes or head.weight.nbytes
         extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
-        self.llm = load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, embedding=True,
+        self.llm = load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, embedding=True,
                               pooling_type=LLAMA_POOLING_TYPE_LAST, **extra)
         n_embd = self.llm.n_embd()
         if n_embd != head.hidden_size:
@@ -51,10 +51,14 @@ class LlamaCppHeadPredictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_bundle(cls, bundle: Any, name: str = "gguf", n_threads: int | None = None, **kwargs: Any):
+    def from_bundle(cls, bundle: Any, name: str = "gguf", n_threads: int | None = None,
+                    n_gpu_layers: int | None = None, **kwargs: Any):
+        from edge_runtime.profiles import gpu_layers_for
+
         head = ClassifierHead.from_bytes(bundle.read_bytes(bundle.manifest["head"]), bundle.manifest["head"])
         return cls(bundle.model_path, bundle.task, head, name=name, n_ctx=int(bundle.generation.get("n_ctx", N_CTX)),
                    n_threads=n_threads, lora_path=bundle.adapter_path,
+                   n_gpu_layers=gpu_layers_for(bundle.manifest.get("profile"), n_gpu_layers),
                    head_bytes=int(bundle.manifest["files"][bundle.manifest["head"]]["bytes"]))
 
     def close(self) -> None:

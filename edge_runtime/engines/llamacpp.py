@@ -34,11 +34,35 @@ def _fix_log_levels() -> None:
         {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR})
 
 
-def load_llama(path: str | Path, n_ctx: int = N_CTX, n_threads: int | None = None, seed: int = 0, **kwargs):
-    """Load a GGUF quietly; a missing or corrupt file raises with the path named."""
+class GpuOffloadUnavailable(RuntimeWarning):
+    """GPU layers were asked for, but this llama-cpp-python build runs on the CPU only."""
+
+
+def check_gpu_offload(n_gpu_layers: int) -> str | None:
+    """The warning to give when `n_gpu_layers` asks for the GPU and this llama.cpp cannot offload."""
+    if n_gpu_layers == 0:
+        return None
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        return None
+    return (f"{n_gpu_layers if n_gpu_layers > 0 else 'all'} GPU layers were asked for (a GPU profile or --gpu-layers), "
+            "but this llama-cpp-python build is CPU-only: the model runs on the CPU, far slower. Reinstall it with "
+            "CUDA (CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install --force-reinstall --no-cache-dir llama-cpp-python), "
+            "or pass --gpu-layers 0 to silence this.")
+
+
+def load_llama(path: str | Path, n_ctx: int = N_CTX, n_threads: int | None = None, seed: int = 0,
+               n_gpu_layers: int = 0, **kwargs):
+    """Load a GGUF quietly; a missing or corrupt file raises with the path named. `n_gpu_layers`
+    (-1 all) is offloaded to the GPU; a CPU-only build warns (GpuOffloadUnavailable) and runs on the CPU."""
+    import warnings
+
     from llama_cpp import Llama
 
     _fix_log_levels()
+    if (warning := check_gpu_offload(n_gpu_layers)) is not None:
+        warnings.warn(warning, GpuOffloadUnavailable, stacklevel=2)
 
     path = Path(path)
     if not path.is_file():
@@ -52,6 +76,7 @@ def load_llama(path: str | Path, n_ctx: int = N_CTX, n_threads: int | None = Non
             n_ctx=n_ctx,
             n_threads=n_threads or max(1, os.cpu_count() or 1),
             seed=seed,
+            n_gpu_layers=n_gpu_layers,
             verbose=False,
             **kwargs,
         )
@@ -216,7 +241,7 @@ class LlamaCppPredictor:
                  max_new_tokens: int = MAX_NEW_TOKENS, n_threads: int | None = None, llm: Any = None,
                  prefix_reuse: bool = True, confidence: bool = True, grammar_text: str | None = None,
                  lora_path: str | Path | None = None, decoder: str = "schema",
-                 decoding: DecodeSettings | dict[str, Any] | None = None):
+                 decoding: DecodeSettings | dict[str, Any] | None = None, n_gpu_layers: int = 0):
         self.name, self.task, self.path = name, task, Path(gguf_path)
         self.max_new_tokens = max_new_tokens
         self.lora_path = Path(lora_path) if lora_path else None  # a GGUF LoRA adapter applied at run time
@@ -225,7 +250,7 @@ class LlamaCppPredictor:
         if decoder not in DECODERS:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
-        self.llm = llm or load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, **extra)
+        self.llm = llm or load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, **extra)
         self.grammar = None
         self.decoder: SchemaDecoder | None = None
         if decoder == "schema":
@@ -244,10 +269,15 @@ class LlamaCppPredictor:
 
     @classmethod
     def from_bundle(cls, bundle: Any, name: str = "gguf", n_threads: int | None = None, prefix_reuse: bool = True,
-                    decoding: dict[str, Any] | None = None, **kwargs: Any) -> "LlamaCppPredictor":
+                    decoding: dict[str, Any] | None = None, n_gpu_layers: int | None = None,
+                    **kwargs: Any) -> "LlamaCppPredictor":
         """A verified bundle's model with its own generation settings: what `serve`, `predict` and
-        `distill eval bundle:` run. `decoding` overrides the bundle's decoding settings (serve flags)."""
+        `distill eval bundle:` run. `decoding` overrides the bundle's decoding settings (serve flags);
+        `n_gpu_layers` the bundle's profile's GPU offload (--gpu-layers)."""
+        from edge_runtime.profiles import gpu_layers_for
+
         gen = bundle.generation
+        kwargs["n_gpu_layers"] = gpu_layers_for(bundle.manifest.get("profile"), n_gpu_layers)
         return cls(bundle.model_path, bundle.task, name=name, n_ctx=int(gen.get("n_ctx", N_CTX)),
                    max_new_tokens=int(gen.get("max_new_tokens", MAX_NEW_TOKENS)), n_threads=n_threads,
                    grammar_text=bundle.grammar, prefix_reuse=prefix_reuse, lora_path=bundle.adapter_path,

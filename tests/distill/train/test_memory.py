@@ -72,3 +72,70 @@ def test_estimate_parts_follow_the_settings():
     assert full_head.parts["logits"] > 5 * lora.parts["logits"]
     assert ckpt.parts["activations"] < lora.parts["activations"] / 3
     assert full.parts["optimizer"] == 2 * full.parts["weights"]
+
+
+def _gemma_estimate(strategy="single", processes=1, method="lora", **kw):
+    from distill.models.resolve import hf_config_for
+
+    args = dict(batch_size=4, seq_len=512, answer_tokens=360, gradient_checkpointing=False, answer_only_head=True,
+                weight_bytes=2, act_bytes=2, device="cuda")
+    args.update(kw)
+    return estimate(hf_config_for("gemma-3-270m"), method, 16, "all-linear", strategy=strategy, processes=processes,
+                    **args)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_per_process_parts_under_each_strategy(method):
+    one = _gemma_estimate(method=method).parts
+    ddp = _gemma_estimate("ddp", 4, method=method).parts
+    zero2 = _gemma_estimate("zero2", 4, method=method).parts
+    zero3 = _gemma_estimate("zero3", 4, method=method).parts
+    fsdp = _gemma_estimate("fsdp", 4, method=method).parts
+    grad_op = _gemma_estimate("fsdp-grad-op", 4, method=method).parts
+    # DDP: a whole copy per process plus the reducer's buckets (one more copy of the gradients)
+    assert {k: ddp[k] for k in one} == one and ddp["ddp_buckets"] == one["gradients"]
+    # ZeRO-2: gradients and optimizer state split four ways, weights whole
+    assert zero2["weights"] == one["weights"] and zero2["optimizer"] == -(-one["optimizer"] // 4)
+    assert zero2["gradients"] == -(-one["gradients"] // 4)
+    # ZeRO-3 / FSDP full shard: the weights too, plus the layers gathered for compute
+    for sharded in (zero3, fsdp):
+        assert sharded["weights"] == -(-one["weights"] // 4) and 0 < sharded["gathered_layers"] < one["weights"] / 4
+    # SHARD_GRAD_OP keeps the weights whole at the peak
+    assert grad_op["weights"] == one["weights"] and "gathered_layers" not in grad_op
+    # each process's batch: activations and logits are never divided
+    for parts in (ddp, zero2, zero3, fsdp):
+        assert parts["activations"] == one["activations"] and parts["logits"] == one["logits"]
+    if method == "full":  # where the bulk is optimizer state, sharding it is what saves memory
+        small = dict(method=method, batch_size=1, seq_len=128, answer_tokens=16, gradient_checkpointing=True)
+        assert _gemma_estimate("fsdp", 4, **small).total_bytes < _gemma_estimate("ddp", 4, **small).total_bytes / 2
+
+
+def test_refusal_names_the_launch_setting(monkeypatch):
+    import distill.train.memory as memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**30)  # a 2 GiB GPU
+    settings = {"method": "full", "batch_size": 4, "max_seq_len": 512, "gradient_checkpointing": True,
+                "loss_on_answer_only_head": True}
+    with pytest.raises(WontFit) as err:
+        check_fits(_gemma_estimate("ddp", 4, method="full"), settings)
+    assert "per process (4 processes, ddp)" in str(err.value) and "recipes/accelerate/fsdp.yaml" in str(err.value)
+    with pytest.raises(WontFit) as err:
+        check_fits(_gemma_estimate("zero2", 4, method="full"), settings)
+    assert "deepspeed_zero3.yaml" in str(err.value)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 6 * 2**30 // 10)
+    with pytest.raises(WontFit) as err:
+        check_fits(_gemma_estimate("fsdp", 8, method="full", batch_size=1, seq_len=128, answer_tokens=16), settings)
+    assert "--num_processes (now 8)" in str(err.value) and "fsdp_offload_params: true" in str(err.value)
+
+
+def test_processes_on_one_cpu_share_its_memory(monkeypatch):
+    import distill.train.memory as memory
+
+    est = _gemma_estimate("ddp", 2, device="cpu", sharing_device=2)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: int(est.total_bytes * 1.5))
+    with pytest.raises(WontFit) as err:  # one process would fit; two in the same memory do not
+        check_fits(est, {"method": "lora", "batch_size": 4, "max_seq_len": 512, "gradient_checkpointing": True,
+                         "loss_on_answer_only_head": True})
+    assert "--num_processes (now 2 on this machine)" in str(err.value)
+    alone = _gemma_estimate("ddp", 2, device="cpu", sharing_device=1)  # e.g. one process per machine
+    assert check_fits(alone, {}).available_bytes == int(est.total_bytes * 1.5)
