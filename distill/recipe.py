@@ -44,6 +44,10 @@ class DataConfig(Strict):
         None, description="column with gold answers (an object, or a label / faq id); used by eval and the dataset teacher"
     )
     split: SplitConfig = Field(default_factory=SplitConfig, description="how eval rows are held out when there is no eval_path")
+    logs: list[Path] | None = Field(
+        None, description="request log directories written by `edge-runtime serve --log-dir` (relative to the recipe): "
+        "each input the teacher answered there (escalated or shadow-sampled) becomes a training row with the "
+        "teacher's answer, curated like the other rows; the student's own answers are never used. None: no logs")
 
 
 # ---------------------------------------------------------------------------- teachers
@@ -318,6 +322,10 @@ class StudentConfig(Strict):
         "in one forward pass and gives a calibrated distribution; the device runs the GGUF body in llama.cpp's "
         "embedding mode plus the head with numpy). None: the task kind's default (HEAD_DEFAULTS)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="the adapters (lora and qlora methods)")
+    init_adapter: Path | None = Field(
+        None, description="continue from this LoRA adapter folder (a previous run's train/adapter, relative to the "
+        "recipe) instead of a fresh LoRA: the student keeps what it learnt and adds what the new rows (e.g. "
+        "data.logs) teach, in fewer steps; its r, alpha and target modules apply, `lora` is ignored. None: fresh")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="the optimisation")
 
 
@@ -409,6 +417,9 @@ class Recipe(Strict):
             if lora_types:
                 raise ValueError(f"quantize.types {lora_types}: a classifier student ships its merged body (plus the "
                                  f"head file); use plain types such as q8_0 or q4_k_m")
+        if self.student.init_adapter is not None and (self.student.method == "full" or student_head(self) != "generate"):
+            raise ValueError("student.init_adapter continues a LoRA adapter: it needs student.method lora or qlora and "
+                             "the generate head; remove it or change those")
         if self.curate.index_queries and not (self.task.kind == "faq" and self.task.knowledge_base):
             raise ValueError("curate.index_queries attaches training queries to a knowledge base: it needs a faq task "
                              "with task.knowledge_base; remove it or set those")
@@ -515,6 +526,16 @@ def _resolve_paths(recipe: Recipe, base: Path) -> list[str]:
             problems.append(f"{label}: file not found: {resolved}")
         elif resolved.suffix.lower() not in (".jsonl", ".csv", ".json"):
             problems.append(f"{label}: unsupported format {resolved.suffix!r}; use .jsonl or .csv")
+    for i, logdir in enumerate(recipe.data.logs or []):
+        resolved = logdir if logdir.is_absolute() else (base / logdir).resolve()
+        recipe.data.logs[i] = resolved
+        if not resolved.is_dir():
+            problems.append(f"data.logs[{i}]: no such log directory: {resolved} (`edge-runtime serve --log-dir DIR` writes one)")
+    if recipe.student.init_adapter is not None:
+        adapter = recipe.student.init_adapter
+        adapter = recipe.student.init_adapter = adapter if adapter.is_absolute() else (base / adapter).resolve()
+        if not (adapter / "adapter_config.json").is_file():
+            problems.append(f"student.init_adapter: no LoRA adapter at {adapter} (a run writes one to runs/<recipe>/train/adapter)")
     problems += recipe.task.attach_knowledge_base(base)  # faq: resolve the KB, fill faq_ids
     if recipe.task.language == "auto":  # decided once, here, on the data too: the bundle stores it
         from distill.data.io import input_sample

@@ -1,4 +1,4 @@
-"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench, report. A thin dispatcher;
+"""`edge-runtime`: fit, pack, verify, inspect, serve, predict, bench, report, compare. A thin dispatcher;
 each command is one function of the module that owns the work."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _serve(a) -> int:
           max_tokens_cap=a.max_tokens, loop=loop, max_image_pixels=a.max_image_pixels,
           escalation_max_per_hour=a.escalation_max_per_hour, escalation_max_usd_per_hour=a.escalation_max_usd_per_hour,
           teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m,
-          teacher_privacy=_privacy_flags(a), gpu_layers=a.gpu_layers)
+          teacher_privacy=_privacy_flags(a), gpu_layers=a.gpu_layers, admin_token=_admin_token(a))
     return 0
 
 
@@ -81,6 +81,23 @@ def _privacy_flags(a) -> dict:
     if problems:
         raise ValueError("--teacher-local-host: " + "; ".join(problems))
     return {"mask": a.teacher_mask, "local_hosts": hosts, "audit_log": a.audit_log, "audit_content": a.audit_content}
+
+
+def _admin_token(a) -> str | None:
+    """The token that turns on POST /admin/reload (hot swap), from --admin-token-env or --admin-token-file."""
+    import os
+
+    if a.admin_token_env:
+        token = os.environ.get(a.admin_token_env, "")
+        if not token:
+            raise ValueError(f"--admin-token-env {a.admin_token_env}: the environment variable is unset or empty")
+        return token
+    if a.admin_token_file:
+        token = Path(a.admin_token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"--admin-token-file {a.admin_token_file}: the file is empty")
+        return token
+    return None
 
 
 def _api_key(a) -> str | None:
@@ -176,6 +193,14 @@ def _report(a) -> int:
     return 0
 
 
+def _compare(a) -> int:
+    from edge_runtime.compare import compare, summary
+
+    result = compare(a.old, a.new, a.data, limit=a.limit, min_gain=a.min_gain / 100, n_threads=a.threads)
+    print(json.dumps(result, indent=2) if a.json else summary(result))
+    return 0 if result["promote"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-runtime", description="Run distilled task models offline on a device.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -263,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "escalation_skipped: \"budget\" (default: no limit)")
     s.add_argument("--escalation-max-usd-per-hour", type=float, default=None, metavar="USD",
                    help="at most this teacher cost in any sliding hour (needs the teacher's prices; default: no limit)")
+    s.add_argument("--admin-token-env", default=None, metavar="NAME",
+                   help="turn on POST /admin/reload (hot swap to a new bundle, header X-Admin-Token) with the token "
+                        "held in this environment variable; SIGHUP reloads the start path either way")
+    s.add_argument("--admin-token-file", default=None, metavar="PATH", help="the same, the token read from a file")
     s.add_argument("--threads", type=int, default=None)
     _add_gpu_layers(s)
     _add_decoding_flags(s)
@@ -288,6 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gpu_layers(s)
     s.add_argument("--json", help="also write the report here")
     s.set_defaults(fn=_bench)
+
+    s = sub.add_parser("compare", help="score two bundles on the same labelled rows; promote NEW only when it is "
+                       "better with 95%% confidence (exit 0: promote, 1: keep OLD)")
+    s.add_argument("old", help="the bundle serving now")
+    s.add_argument("new", help="the candidate bundle")
+    s.add_argument("--data", required=True, metavar="FILE|LOGDIR",
+                   help="labelled rows: a JSONL file with the task's input field and `answer` (or `gold`, `label`), "
+                        "e.g. runs/<recipe>/teach/eval.jsonl; or a request log directory (the teacher's answers of "
+                        "escalated and shadow-sampled requests)")
+    s.add_argument("--min-gain", type=float, default=0.0, metavar="POINTS",
+                   help="promote only when the 95%% interval of NEW - OLD lies above this many points (default 0)")
+    s.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N rows only")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--json", action="store_true", help="print the figures as JSON")
+    s.set_defaults(fn=_compare)
 
     s = sub.add_parser("report", help="summarise a request log (serve --log-dir): a table and an HTML page with a plot")
     s.add_argument("logdir")

@@ -129,6 +129,24 @@ class ProductionLoop:
         except Exception:  # the loop never fails a request
             log.exception("production loop: could not note request %s", response.get("id"))
 
+    def handover(self, bundle, router, registry=None) -> "ProductionLoop":
+        """The loop for the bundle a hot swap moves to: the same request log (its lock stays
+        held, records go on in the same files) and the same shadow sampler (its hourly budget
+        carries on, now asking through the new router); a fresh answer cache and drift window
+        (the new student answers differently). This loop's cache, drift and log metrics leave
+        `registry` for the new loop's."""
+        from dataclasses import replace
+
+        if registry is not None:
+            for part in (self.cache, self.drift, self):
+                if part is not None:
+                    registry.unregister(part)
+        new = ProductionLoop(bundle, router, replace(self.settings, log=None, shadow=None), registry)
+        new.settings, new.log, new.shadow = self.settings, self.log, self.shadow  # shared: the old bundle's
+        if new.shadow is not None:  # requests still in flight log and sample through them too
+            new.shadow.router = router
+        return new
+
     def close(self) -> None:
         if self.shadow is not None:
             self.shadow.close()  # before the log: it writes the sampled requests' records

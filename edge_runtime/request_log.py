@@ -344,3 +344,17 @@ def read_log(directory: str | Path) -> Iterator[dict[str, Any]]:
                     raise LogFormatError(f"{path}:{n}: {FORMAT} version {rec.get('v') if isinstance(rec, dict) else None!r}; "
                                          f"this reader knows v{FORMAT_VERSION}: upgrade edge-distill")
                 yield rec
+
+
+def teacher_answer(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The teacher's answer a record carries, the label to train and compare on: the
+    escalation's (`teacher_answer`), else a shadow sample's (`shadow.teacher_answer`); or None.
+    Never the student's: that would only teach and reward the student's own mistakes."""
+    if isinstance(record.get("teacher_answer"), dict):
+        return record["teacher_answer"]
+    shadow = record.get("shadow")
+    if isinstance(shadow, dict):
+        for key in ("teacher_answer", "answer"):
+            if isinstance(shadow.get(key), dict):
+                return shadow[key]
+    return None

@@ -202,7 +202,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
                max_image_pixels: int = MAX_PIXELS, escalation_max_per_hour: int | None = None,
                escalation_max_usd_per_hour: float | None = None, teacher_price_input_per_m: float | None = None,
                teacher_price_output_per_m: float | None = None, teacher_privacy: dict[str, Any] | None = None,
-               gpu_layers: int | None = None) -> FastAPI:
+               gpu_layers: int | None = None, admin_token: str | None = None) -> FastAPI:
     """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
     ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
     the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
@@ -220,10 +220,12 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     teacher's prices per million tokens); past it the student's answer is returned, flagged.
     Prices not given are the model's list prices (`edge_runtime/prices.yaml`). `teacher_privacy`:
     masking, local hosts and the audit log (`router.operator_teacher`'s keyword arguments).
-    `gpu_layers`: layers llama.cpp offloads to the GPU (default: the bundle's profile's)."""
+    `gpu_layers`: layers llama.cpp offloads to the GPU (default: the bundle's profile's).
+    `admin_token`: turns on `POST /admin/reload`, the hot swap to a new bundle (`edge_runtime.hotswap`)."""
     from edge_runtime.engines import bundle_predictor
     from edge_runtime.engines.llamacpp import GenerationTimeout
 
+    bundle_path = bundle.root if isinstance(bundle, Bundle) else Path(bundle)  # what a reload reads by default
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     task, gen = bundle.task, bundle.generation
@@ -247,7 +249,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     app.state.request_timeout_s = request_timeout_s
     app.state.ocr = ocr = OcrGate(slots, metrics.registry, max_image_pixels)
     app.state.loop = production = ProductionLoop(bundle, router, loop, metrics.registry)
-    model_id = bundle.manifest["model"]
+    model_id = app.state.model_id = bundle.manifest["model"]
 
     # Innermost: Host, Origin, Content-Type and strict JSON, for every route; inside the body
     # limit, so reading the body there still counts against it.
@@ -351,6 +353,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     async def in_slot(fn, *args, too_long: str):
         """Wait for a slot, run `fn(slot, *args)` on its thread, free it; a generation timeout is a
         504, a prompt longer than the context a 413, another ValueError a 400 (`slot_error`)."""
+        slots = app.state.slots  # the pool this request started in, even across a hot swap
         pred = await slots.acquire()
         try:
             return await slots.run(pred, fn, pred, *args)
@@ -362,6 +365,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
             slots.release(pred)
 
     async def _generate(run, stream, streaming: bool):
+        slots = app.state.slots  # the pool this request started in, even across a hot swap
         if not streaming:
             out = await in_slot(run, too_long="shorten the prompt or max_tokens")
             out["model"] = model_id
@@ -406,6 +410,8 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
 
     @app.post("/v1/tasks/{name}")
     async def run_task(name: str, request: Request):
+        # one bundle for the whole request, even when a hot swap happens while it runs
+        task, router, production, model_id = app.state.bundle.task, app.state.router, app.state.loop, app.state.model_id
         if name != task.name:
             raise HTTPException(404, f"unknown task {name!r}; this server serves {task.name!r}")
         start = time.perf_counter()
@@ -454,6 +460,57 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
             raise HTTPException(413, f"`input` has {size} characters; the limit is 100000")
         return {task.input_field: req.input}, {"context": req.context}
 
+    swap_lock = asyncio.Lock()
+
+    async def reload(path: str | Path | None = None) -> dict[str, Any]:
+        """Move to the bundle at `path` (default: the start path) without dropping a request
+        (`edge_runtime.hotswap`); a bundle that fails to load is refused and the old one serves on."""
+        nonlocal bundle, task, gen, slots, router, production, model_id, predictors
+        from edge_runtime.compare import same_task
+        from edge_runtime.hotswap import retire
+
+        async with swap_lock:
+            new = await asyncio.to_thread(load_bundle, path or bundle_path)
+            same_task(bundle, new)
+            new_predictors = await asyncio.to_thread(lambda: [bundle_predictor(
+                new, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse, decoding=decoding,
+                n_gpu_layers=gpu_layers) for i in range(n_slots)])
+            new_router = Router(new.task, float(new.generation.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)),
+                                teacher, budget)
+            new_slots = Slots(new_predictors, max_queue, slots.timeout_s, metrics)
+            old_slots, old_id = slots, production.bundle_id
+            # one step on the event loop: every request from here on gets the new bundle
+            production = production.handover(new, new_router, metrics.registry)
+            bundle, task, gen, slots, router, predictors = new, new.task, new.generation, new_slots, new_router, new_predictors
+            model_id = new.manifest["model"]
+            app.state.bundle, app.state.slots, app.state.router, app.state.loop = bundle, slots, router, production
+            app.state.model_id, ocr.slots = model_id, slots
+            in_flight = old_slots.waiting + old_slots.active
+            app.state.retiring = asyncio.ensure_future(retire(old_slots))
+        return {"status": "swapped", "bundle": production.bundle_id, "previous": old_id,
+                "path": str(path or bundle_path), "in_flight_on_previous": in_flight}
+
+    app.state.reload = reload
+
+    @app.post("/admin/reload")
+    async def admin_reload(request: Request):
+        from edge_runtime.hotswap import admin_allowed
+
+        if not admin_token:
+            raise HTTPException(404, "hot swap is off: start `edge-runtime serve` with --admin-token-env NAME "
+                                     "(or --admin-token-file PATH) to turn on POST /admin/reload")
+        if not admin_allowed(request.headers, admin_token):
+            raise HTTPException(403, "missing or wrong admin token: send X-Admin-Token: <token>")
+        raw = await request.body()
+        try:
+            target = (json.loads(raw) if raw.strip() else {}).get("bundle")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise HTTPException(400, f'body must be {{"bundle": "PATH"}} or empty ({exc})') from exc
+        try:
+            return await reload(target)
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            raise HTTPException(409, f"reload refused, still serving {production.bundle_id[:12]}: {exc}") from exc
+
     app.state.close = lambda: (production.close(), slots.close())  # the log's last batch, then the model
     return app
 
@@ -499,7 +556,32 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, *, inse
 
     check_bind(host, kwargs.get("api_key"), insecure_no_key)
     app = create_app(bundle, host=host, **kwargs)
+    reload_on_sighup(app)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         app.state.loop.close()  # the request log's last batch
+
+
+def reload_on_sighup(app) -> None:
+    """SIGHUP hot-swaps to the bundle at the start path (replace it there, then signal);
+    see `edge_runtime.hotswap`. The handler only schedules the swap on the server's loop."""
+    import logging
+    import signal
+
+    log = logging.getLogger("edge_runtime.hotswap")
+
+    async def swap() -> None:
+        try:
+            log.warning("SIGHUP: %s", await app.state.reload())
+        except Exception as exc:  # a bad bundle: the old one serves on
+            log.error("SIGHUP: reload refused, the previous bundle serves on: %s", exc)
+
+    def on_hup(signum, frame) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the server's loop is not running yet (or any more)
+            return
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(swap()))
+
+    signal.signal(signal.SIGHUP, on_hup)

@@ -8,7 +8,7 @@ import pytest
 EXPECTED = {
     "distill": ["run", "validate", "teach", "curate", "train", "eval", "report", "presets"],
     "quantize": ["gguf", "lora", "check", "sweep", "types"],
-    "edge-runtime": ["fit", "pack", "verify", "inspect", "serve", "predict", "bench", "report"],
+    "edge-runtime": ["fit", "pack", "verify", "inspect", "serve", "predict", "bench", "report", "compare"],
 }
 MODULES = {"distill": "distill.cli", "quantize": "quantize.cli", "edge-runtime": "edge_runtime.cli"}
 

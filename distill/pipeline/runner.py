@@ -86,7 +86,12 @@ def input_hashes(recipe: Recipe, stage: str) -> dict[str, str]:
         files["teacher.responses"] = recipe.teacher.responses
     if recipe.task.knowledge_base:  # an edited FAQ changes every prompt
         files["task.knowledge_base"] = recipe.task.knowledge_base
-    return {k: _content_hash(Path(v)) for k, v in files.items() if v is not None}
+    hashes = {k: _content_hash(Path(v)) for k, v in files.items() if v is not None}
+    if recipe.data.logs:  # new traffic in a request log re-runs teach
+        from distill.data.request_logs import logs_digest
+
+        hashes["data.logs"] = logs_digest(recipe.data.logs)
+    return hashes
 
 
 def _content_hash(path: Path) -> str:

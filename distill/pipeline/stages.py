@@ -42,6 +42,11 @@ def stage_teach(ctx: StageContext) -> dict[str, Any]:
     train, evals = load_splits(ctx.recipe)
     write_jsonl(ctx.layout.eval_split, evals)
     summary = run_teach(ctx.recipe, train, ctx.dir)
+    if ctx.recipe.data.logs:  # the teacher's answers from the device's request logs join the labelled rows
+        from distill.data.request_logs import rows_from_logs
+
+        logged, summary["logs"] = rows_from_logs(ctx.recipe.task, ctx.recipe.data.logs)
+        write_jsonl(ctx.layout.labelled, read_jsonl(ctx.layout.labelled) + logged)
     return {"eval_rows": len(evals), **summary}
 
 

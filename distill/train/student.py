@@ -73,6 +73,19 @@ def load_student(base_path: str, method: str, device: str, dtype, gradient_check
     return model
 
 
+def continue_adapter(model, adapter_dir: Path, base_path: str):
+    """`model` with a previous run's LoRA adapter loaded trainable. Refused when the adapter was
+    trained on another base: its deltas mean nothing on different weights."""
+    from peft import PeftModel
+
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    trained_on = config.get("base_model_name_or_path")
+    if trained_on and Path(trained_on).resolve() != Path(base_path).resolve():
+        raise ValueError(f"student.init_adapter: {adapter_dir} was trained on {trained_on}, the student is {base_path}; "
+                         f"continue with the same student.model, or drop init_adapter to start a fresh LoRA")
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+
+
 def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: list | None = None, *,
                   allow_cpu_qlora: bool = False) -> dict[str, Any]:
     """Train `student` on `rows`; write adapter/, merged/, train_metrics.json under `out_dir`.
@@ -167,6 +180,8 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     with PeakMemory(device, baseline=rss_bytes()) as peak:
         model = load_student(base_path, student.method, device, weight_dtype, tr.gradient_checkpointing)
+        if student.init_adapter is not None:  # go on from a previous run's adapter, not a fresh LoRA
+            model, peft_config = continue_adapter(model, student.init_adapter, base_path), None
         teacher = None
         if dist is not None:
             from distill.train.distillation import load_teacher
@@ -185,7 +200,7 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
         distributed.barrier()  # the main process saves, merges and writes the metrics meanwhile
         return {**figures, "device": device, "rank": distributed.rank()}
     with status("saving the adapter and the merged model"):
-        if peft_config is not None:
+        if student.method in ("lora", "qlora"):
             if adapter_dir.exists():
                 shutil.rmtree(adapter_dir)
             trainer.model.save_pretrained(adapter_dir)

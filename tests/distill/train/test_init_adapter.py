@@ -1,0 +1,51 @@
+"""student.init_adapter: a run continues from a previous run's LoRA adapter (the tiny Gemma,
+real training). With a learning rate too small to move the weights, the continued adapter
+equals the previous one, where a fresh LoRA would start with lora_B = 0."""
+
+import json
+import shutil
+
+import pytest
+
+from distill.recipe import RecipeError, load_recipe
+from distill.train import train_student
+from tests.distill.train.conftest import ROOT
+
+
+def _lora_b(adapter_dir):
+    from safetensors.torch import load_file
+
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    return {k: v for k, v in weights.items() if "lora_B" in k}
+
+
+def test_training_continues_from_a_previous_adapter(small_student, receipts_recipe, receipt_rows, tiny_gemma_dir, tmp_path):
+    import torch
+
+    first = small_student(receipts_recipe, tiny_gemma_dir, max_steps=2, eval_steps=2)
+    train_student(first, receipts_recipe.task, receipt_rows[:8], tmp_path / "first")
+    previous = _lora_b(tmp_path / "first" / "adapter")
+    assert any(v.abs().max() > 0 for v in previous.values())  # trained: no longer the fresh zeros
+
+    again = small_student(receipts_recipe, tiny_gemma_dir, max_steps=1, eval_steps=1, learning_rate=1e-12)
+    again.init_adapter = tmp_path / "first" / "adapter"
+    metrics = train_student(again, receipts_recipe.task, receipt_rows[8:16], tmp_path / "second")
+    continued = _lora_b(tmp_path / "second" / "adapter")
+    assert continued.keys() == previous.keys() and metrics["steps"] == 1
+    assert all(torch.allclose(continued[k], previous[k], atol=1e-6) for k in previous)
+
+    # an adapter of another base is refused, naming the field
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "first" / "adapter", other)
+    config = json.loads((other / "adapter_config.json").read_text())
+    (other / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(tmp_path / "elsewhere")}))
+    again.init_adapter = other
+    with pytest.raises(ValueError, match="student.init_adapter: .* was trained on"):
+        train_student(again, receipts_recipe.task, receipt_rows[8:16], tmp_path / "third")
+
+
+def test_init_adapter_is_checked_when_the_recipe_loads(tmp_path):
+    with pytest.raises(RecipeError, match="student.init_adapter: no LoRA adapter at"):
+        load_recipe(ROOT / "recipes" / "quickstart.yaml", [f"student.init_adapter={tmp_path}"])
+    with pytest.raises(RecipeError, match="needs student.method lora or qlora"):
+        load_recipe(ROOT / "recipes" / "quickstart.yaml", [f"student.init_adapter={tmp_path}", "student.method=full"])
