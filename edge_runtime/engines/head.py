@@ -1,6 +1,6 @@
-"""A classifier student on the device: llama.cpp embeds the input (last-token pooling, one
-forward pass, no output layer over the 262k-token vocabulary) and `ClassifierHead` turns
-the pooled state into a calibrated label distribution with numpy.
+"""A classifier student on the device: llama.cpp runs the input through the body once (the
+last token's final hidden state is read in embedding mode) and `ClassifierHead` turns that
+state into a calibrated label distribution with numpy.
 
 Same predictor contract as `LlamaCppPredictor`; the OpenAI text endpoints are refused with
 a message, since a head answers labels, not text.
@@ -71,11 +71,37 @@ class LlamaCppHeadPredictor:
         return self.path.stat().st_size + self.head_bytes + (self.lora_path.stat().st_size if self.lora_path else 0)
 
     def hidden(self, text: str) -> tuple[np.ndarray, int]:
-        """The pooled final hidden state of `text` (one forward pass) and its token count."""
+        """The last token's final hidden state of `text` and its token count.
+
+        Not `Llama.embed`: in embedding mode llama.cpp makes every token of a pass an output,
+        so the vocabulary-sized output layer (262k rows for Gemma 3) would run once per token.
+        The tokens before the last go in with embeddings off and no output at all (the KV cache
+        only); the last token goes alone with embeddings on, so the output layer runs once:
+        the cost of prompt evaluation."""
+        import llama_cpp
+
         tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         if len(tokens) > self.llm.n_ctx():
             raise ValueError(f"input has {len(tokens)} tokens; the context holds {self.llm.n_ctx()}")
-        return np.asarray(self.llm.embed(text, normalize=False), dtype=np.float32).reshape(-1), len(tokens)
+        ctx, batch = self.llm._ctx, self.llm._batch
+        ctx.kv_cache_clear()
+        try:
+            llama_cpp.llama_set_embeddings(ctx.ctx, False)
+            step = self.llm.n_batch
+            for start in range(0, len(tokens) - 1, step):
+                chunk = tokens[start:min(start + step, len(tokens) - 1)]
+                batch.set_batch(chunk, n_past=start, logits_all=False)
+                batch.batch.logits[len(chunk) - 1] = False  # no output row: these only fill the cache
+                ctx.decode(batch)
+            llama_cpp.llama_set_embeddings(ctx.ctx, True)
+            batch.set_batch(tokens[-1:], n_past=len(tokens) - 1, logits_all=True)
+            ctx.decode(batch)
+            ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, 0)
+            state = np.ctypeslib.as_array(ptr, shape=(self.head.hidden_size,)).astype(np.float32)
+        finally:
+            batch.reset()
+            llama_cpp.llama_set_embeddings(ctx.ctx, True)
+        return state, len(tokens)
 
     def predict(self, example: dict[str, Any], context: str = "", timeout_s: float | None = None) -> Prediction:
         text = head_input(self.task, example)
