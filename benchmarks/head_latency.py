@@ -1,4 +1,5 @@
-"""Classifier-head latency on the device: one embedding pass plus the numpy head, against
+"""Classifier-head latency on the device: one pass over the input (the last token in embedding
+mode) plus the numpy head, against
 prompt evaluation of the same input tokens alone, and (optionally) against a generative
 bundle of the same task answering the same inputs, all in one run on this machine.
 

@@ -100,7 +100,7 @@ def run_bench(bundle_path: str | Path, n_requests: int = 10, gen_tokens: int = 6
 
 def run_head_bench(bundle, n_requests: int = 10, n_threads: int | None = None,
                    data: str | Path | None = None, gpu_layers: int | None = None) -> dict[str, Any]:
-    """A classifier bundle: each answer (one embedding pass + the numpy head) against
+    """A classifier bundle: each answer (one pass over the input + the numpy head) against
     evaluating the same input tokens in an ordinary llama.cpp context (prompt evaluation
     alone, output layer at the last token), interleaved on the same inputs."""
     from edge_runtime.engines.head import LlamaCppHeadPredictor
