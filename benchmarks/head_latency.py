@@ -1,7 +1,7 @@
 """Classifier-head latency on the device: one pass over the input (the last token in embedding
-mode) plus the numpy head, against
-prompt evaluation of the same input tokens alone, and (optionally) against a generative
-bundle of the same task answering the same inputs, all in one run on this machine.
+mode) plus the numpy head, against prompt evaluation of the same input tokens alone, and
+(optionally) against a generative bundle of the same task answering the same inputs, all in
+one run on this machine.
 
     python benchmarks/head_latency.py HEAD_BUNDLE [--generative BUNDLE] [--data FILE] [--n N]
 
