@@ -83,39 +83,35 @@ def _privacy_flags(a) -> dict:
     return {"mask": a.teacher_mask, "local_hosts": hosts, "audit_log": a.audit_log, "audit_content": a.audit_content}
 
 
-def _admin_token(a) -> str | None:
-    """The token that turns on POST /admin/reload (hot swap), from --admin-token-env or --admin-token-file."""
+def _secret_from(env_flag: str, env_name: str | None, file_flag: str, file_path: str | None) -> str | None:
+    """A secret from an environment variable or a file (neither shows in `ps`); empty is an error."""
     import os
 
-    if a.admin_token_env:
-        token = os.environ.get(a.admin_token_env, "")
-        if not token:
-            raise ValueError(f"--admin-token-env {a.admin_token_env}: the environment variable is unset or empty")
-        return token
-    if a.admin_token_file:
-        token = Path(a.admin_token_file).read_text(encoding="utf-8").strip()
-        if not token:
-            raise ValueError(f"--admin-token-file {a.admin_token_file}: the file is empty")
-        return token
+    if env_name:
+        value = os.environ.get(env_name, "")
+        if not value:
+            raise ValueError(f"{env_flag} {env_name}: the environment variable is unset or empty")
+        return value
+    if file_path:
+        value = Path(file_path).read_text(encoding="utf-8").strip()
+        if not value:
+            raise ValueError(f"{file_flag} {file_path}: the file is empty")
+        return value
     return None
+
+
+def _admin_token(a) -> str | None:
+    """The token that turns on POST /admin/reload (hot swap), from --admin-token-env or --admin-token-file."""
+    return _secret_from("--admin-token-env", a.admin_token_env, "--admin-token-file", a.admin_token_file)
 
 
 def _api_key(a) -> str | None:
     """The server's API key from --api-key-env or --api-key-file (not shown in `ps`), or --api-key."""
-    import os
-
     given = [n for n, v in (("--api-key", a.api_key), ("--api-key-env", a.api_key_env), ("--api-key-file", a.api_key_file)) if v]
     if len(given) > 1:
         raise ValueError(f"give one of {', '.join(given)}, not several")
-    if a.api_key_env:
-        key = os.environ.get(a.api_key_env, "")
-        if not key:
-            raise ValueError(f"--api-key-env {a.api_key_env}: the environment variable is unset or empty")
-        return key
-    if a.api_key_file:
-        key = Path(a.api_key_file).read_text(encoding="utf-8").strip()
-        if not key:
-            raise ValueError(f"--api-key-file {a.api_key_file}: the file is empty")
+    key = _secret_from("--api-key-env", a.api_key_env, "--api-key-file", a.api_key_file)
+    if key:
         return key
     if a.api_key:
         print("warning: --api-key shows in the process list; prefer --api-key-env NAME or --api-key-file PATH",
