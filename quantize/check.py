@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.engines.llamacpp import quiet_llama_logs
 from edge_runtime.layout import N_CTX
 
 PROBES = [
@@ -35,6 +36,7 @@ def check_metadata(gguf_path: Path, hf_dir: Path) -> list[str]:
     from transformers import AutoTokenizer, GenerationConfig
 
     tok = AutoTokenizer.from_pretrained(str(hf_dir))
+    quiet_llama_logs()
     llm = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
     problems: list[str] = []
     try:
@@ -80,6 +82,7 @@ def compare_logits(gguf_path: Path, hf_dir: Path, text: str = PROBES[0]) -> dict
     ids = tok(text).input_ids
     with torch.no_grad():
         hf = model(torch.tensor([ids])).logits[0].float().numpy()
+    quiet_llama_logs()
     llm = Llama(model_path=str(gguf_path), logits_all=True, n_ctx=max(64, len(ids) + 8), verbose=False)
     try:
         llm.eval(ids)
@@ -141,6 +144,7 @@ def gguf_greedy(gguf_path: Path, prompts: list[str], max_new_tokens: int = 128, 
 
     from quantize.progress import bar
 
+    quiet_llama_logs()
     llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, verbose=False, seed=0)
     outs = []
     try:

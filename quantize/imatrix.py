@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.engines.llamacpp import quiet_llama_logs
+
 GGML_MAX_DIMS, GGML_MAX_SRC, GGML_MAX_OP_PARAMS, GGML_MAX_NAME = 4, 10, 64, 64
 GGML_TYPE_F32 = 0
 
@@ -103,6 +105,7 @@ def compute_imatrix(model_gguf: Path, texts: list[str], out: Path, n_ctx: int = 
         return True
 
     callback = llama_cpp.ggml_backend_sched_eval_callback(collect)
+    quiet_llama_logs()
     llm = Llama(model_path=str(model_gguf), n_ctx=64, vocab_only=False, verbose=False)
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = params.n_batch = params.n_ubatch = n_ctx

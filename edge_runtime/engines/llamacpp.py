@@ -22,7 +22,7 @@ from edge_runtime.task import TaskSpec
 DECODERS = ("schema", "llama-grammar")
 
 
-def _fix_log_levels() -> None:
+def quiet_llama_logs() -> None:
     """llama-cpp-python 0.3.36 maps ggml's log levels with an old enum (ggml.h now has DEBUG=1,
     INFO=2, WARN=3, ERROR=4), so with verbose=False llama.cpp's warnings still reach the
     terminal as errors. Map them as ggml.h defines them: warnings stay out, errors get through."""
@@ -60,7 +60,7 @@ def load_llama(path: str | Path, n_ctx: int = N_CTX, n_threads: int | None = Non
 
     from llama_cpp import Llama
 
-    _fix_log_levels()
+    quiet_llama_logs()
     if (warning := check_gpu_offload(n_gpu_layers)) is not None:
         warnings.warn(warning, GpuOffloadUnavailable, stacklevel=2)
 
