@@ -16,13 +16,13 @@ Runs on the device: no torch, no distill.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edge_runtime.layout import iter_jsonl
 from edge_runtime.task import TaskSpec, example_score
 
 DEFAULTS = {"min_gain": 0.0, "level": 0.95, "bootstrap": 2000, "seed": 0}
@@ -43,22 +43,15 @@ def labelled_rows(task: TaskSpec, source: str | Path, limit: int | None = None) 
                 seen.add(rec["input_sha256"])
                 rows.append({"input": {task.input_field: rec["input"]}, "ref": ref})
     elif source.is_file():
-        with open(source, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{source}:{n}: not a JSON line ({exc.msg})") from None
-                if not isinstance(row, dict) or task.input_field not in row:
-                    raise ValueError(f"{source}:{n}: no {task.input_field!r} (the task's input field) in this row")
-                ref = next((row[k] for k in REF_KEYS if row.get(k) not in (None, "")), None)
-                if isinstance(ref, str):
-                    ref = {task.answer_keys()[0]: ref}
-                if not isinstance(ref, dict):
-                    raise ValueError(f"{source}:{n}: no reference answer; give it as one of {', '.join(REF_KEYS)}")
-                rows.append({"input": {task.input_field: row[task.input_field]}, "ref": ref})
+        for n, row in iter_jsonl(source):
+            if task.input_field not in row:
+                raise ValueError(f"{source}:{n}: no {task.input_field!r} (the task's input field) in this row")
+            ref = next((row[k] for k in REF_KEYS if row.get(k) not in (None, "")), None)
+            if isinstance(ref, str):
+                ref = {task.answer_keys()[0]: ref}
+            if not isinstance(ref, dict):
+                raise ValueError(f"{source}:{n}: no reference answer; give it as one of {', '.join(REF_KEYS)}")
+            rows.append({"input": {task.input_field: row[task.input_field]}, "ref": ref})
     else:
         raise FileNotFoundError(f"--data {source}: no such file or log directory")
     if not rows:

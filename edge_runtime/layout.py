@@ -203,13 +203,27 @@ class ResolvedRecipe:
         return self.section("target").get("confidence_threshold", CONFIDENCE_THRESHOLD)
 
 
+def iter_jsonl(path: str | Path):
+    """(line number, object) for each non-blank line of a JSONL file; a line that is not one JSON
+    object raises a ValueError naming `path:line`."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON line ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+            yield n, row
+
+
 def read_jsonl(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file, one a line (blank lines skipped); the first `limit` only."""
     rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                rows.append(json.loads(line))
-                if limit is not None and len(rows) >= limit:
-                    break
+    for _, row in iter_jsonl(path):
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
     return rows

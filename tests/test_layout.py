@@ -45,3 +45,19 @@ def test_resolved_recipe_defaults_are_the_recipes():
                                                                           ev.max_new_tokens)
     assert target.profile == layout.PROFILE
     assert ResolvedRecipe({"target": {"n_ctx": 512}}).n_ctx == 512
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    import pytest
+
+    from edge_runtime.layout import read_jsonl
+
+    f = tmp_path / "rows.jsonl"
+    f.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert read_jsonl(f) == [{"a": 1}, {"a": 2}] and read_jsonl(f, limit=1) == [{"a": 1}]
+    f.write_text('{"a": 1}\n{broken\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl:2: not a JSON line"):
+        read_jsonl(f)
+    f.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl:2: expected a JSON object, got list"):
+        read_jsonl(f)

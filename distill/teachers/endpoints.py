@@ -17,7 +17,6 @@ pool only says where each attempt goes and keeps each endpoint's figures for the
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from distill.teachers.ledger import EndpointFigures
 from distill.teachers.openai_teacher import TeacherFatal
 from distill.teachers.prompting import estimate_tokens
 from distill.teachers.ratelimit import RateLimiter
+from edge_runtime.privacy import usage_of
 
 
 def _is_loopback(url: str) -> bool:
@@ -159,7 +159,7 @@ class EndpointPool:
             ep.figures.seconds += time.perf_counter() - start
             self._notify()
         if status == 200:
-            prompt, completion = _usage(text)
+            prompt, completion = usage_of(text)
             ep.limiter.settle(handle, prompt + completion)
             ep.figures.requests += 1
             ep.figures.prompt_tokens += prompt
@@ -175,11 +175,3 @@ class EndpointPool:
         elif status in (408, 429) or status >= 500:
             ep.figures.errors += 1
         return status, text, headers
-
-
-def _usage(text: str) -> tuple[int, int]:
-    try:
-        usage = json.loads(text).get("usage") or {}
-        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    except (ValueError, TypeError, AttributeError):
-        return 0, 0
