@@ -506,9 +506,11 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
             target = (json.loads(raw) if raw.strip() else {}).get("bundle")
         except (json.JSONDecodeError, AttributeError) as exc:
             raise HTTPException(400, f'body must be {{"bundle": "PATH"}} or empty ({exc})') from exc
+        if target is not None and (not isinstance(target, str) or not target.strip()):
+            raise HTTPException(400, 'body must be {"bundle": "PATH"} or empty: "bundle" is a path string')
         try:
             return await reload(target)
-        except (ValueError, FileNotFoundError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - nothing was swapped: the old bundle keeps serving
             raise HTTPException(409, f"reload refused, still serving {production.bundle_id[:12]}: {exc}") from exc
 
     app.state.close = lambda: (production.close(), slots.close())  # the log's last batch, then the model

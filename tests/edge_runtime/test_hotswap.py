@@ -58,6 +58,9 @@ def test_hot_swap_under_concurrent_requests_drops_none(bundles, tmp_path):
         url = live.url + "/admin/reload"
         assert httpx.post(url, json={"bundle": str(bundles["new"])}, headers=AUTH).status_code == 403
         assert httpx.post(url, json={}, headers={**AUTH, "X-Admin-Token": "nope"}).status_code == 403
+        for body in ({"bundle": 5}, {"bundle": ""}, [1]):
+            bad = httpx.post(url, json=body, headers=ADMIN)
+            assert bad.status_code == 400 and "bundle" in bad.json()["error"], body
         refused = httpx.post(url, json={"bundle": str(bundles["receipts"])}, headers=ADMIN, timeout=60)
         assert refused.status_code == 409 and "different tasks" in refused.json()["error"]
         assert app.state.loop.bundle_id == old_id  # still the old bundle
