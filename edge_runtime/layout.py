@@ -213,7 +213,7 @@ def iter_jsonl(path: str | Path):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not a JSON line ({exc.msg})") from None
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
             yield n, row

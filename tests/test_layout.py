@@ -56,7 +56,7 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     f.write_text('{"a": 1}\n\n{"a": 2}\n')
     assert read_jsonl(f) == [{"a": 1}, {"a": 2}] and read_jsonl(f, limit=1) == [{"a": 1}]
     f.write_text('{"a": 1}\n{broken\n')
-    with pytest.raises(ValueError, match=r"rows.jsonl:2: not a JSON line"):
+    with pytest.raises(ValueError, match=r"rows.jsonl:2: not valid JSON .*; each line must be one JSON object"):
         read_jsonl(f)
     f.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(ValueError, match=r"rows.jsonl:2: expected a JSON object, got list"):

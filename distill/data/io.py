@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 from typing import Any, Iterable
 
+from edge_runtime.layout import iter_jsonl
 from edge_runtime.task import TaskSpec
 
 
@@ -28,17 +29,10 @@ def read_rows(path: str | Path, id_field: str | None = None) -> list[dict[str, A
     rows: list[dict[str, Any]] = []
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{n}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
+        try:
+            rows = [row for _, row in iter_jsonl(path)]
+        except ValueError as exc:  # the message names file and line
+            raise DataError(str(exc)) from None
     elif suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as fh:
             rows = [dict(r) for r in csv.DictReader(fh)]

@@ -4,28 +4,21 @@ or in a JSONL log of a teacher's responses (`teacher.responses`: rows with `id` 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from distill.data.io import as_answer
+from edge_runtime.layout import iter_jsonl
 
 
 def _load_log(recipe) -> tuple[dict[str, str], dict[str, str]]:
     by_id, by_prompt = {}, {}
-    with open(recipe.teacher.responses, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{recipe.teacher.responses}:{n}: not valid JSON ({exc.msg})") from None
-            if "response" not in entry:
-                raise ValueError(f"{recipe.teacher.responses}:{n}: no `response` key")
-            if "id" in entry:
-                by_id[str(entry["id"])] = entry["response"]
-            if "prompt" in entry:
-                by_prompt[entry["prompt"]] = entry["response"]
+    for n, entry in iter_jsonl(recipe.teacher.responses):
+        if "response" not in entry:
+            raise ValueError(f"{recipe.teacher.responses}:{n}: no `response` key")
+        if "id" in entry:
+            by_id[str(entry["id"])] = entry["response"]
+        if "prompt" in entry:
+            by_prompt[entry["prompt"]] = entry["response"]
     return by_id, by_prompt
 
 
