@@ -319,8 +319,8 @@ class StudentConfig(Strict):
     head: Literal["generate", "classifier"] | None = Field(
         None, description="how the student answers: generate (JSON text, token by token, constrained to the task's "
         "schema) or classifier (classification only: a linear head on the final hidden state scores every label "
-        "in one forward pass and gives a calibrated distribution; the device runs the GGUF body in llama.cpp's "
-        "embedding mode plus the head with numpy). None: the task kind's default (HEAD_DEFAULTS)")
+        "in one forward pass and gives a calibrated distribution; the device runs the GGUF body in llama.cpp "
+        "(one prompt-evaluation pass, the final hidden state tapped) plus the head with numpy). None: the task kind's default (HEAD_DEFAULTS)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="the adapters (lora and qlora methods)")
     init_adapter: Path | None = Field(
         None, description="continue from this LoRA adapter folder (a previous run's train/adapter, relative to the "

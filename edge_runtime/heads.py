@@ -3,7 +3,8 @@
 A `classifier` student (recipe `student.head: classifier`) is the student's body plus a
 linear layer on the final hidden state of the input's last token (transformers'
 `*ForSequenceClassification` pooling). The body ships as an ordinary GGUF, run by llama.cpp
-in embedding mode with last-token pooling; the head travels next to it as `head.npz` and is
+for one prompt-evaluation pass whose final hidden state is tapped (`engines/hidden_state.py`);
+the head travels next to it as `head.npz` and is
 applied here with numpy: no torch on the device, no token-by-token decoding, and the answer's
 confidence is a real (temperature-calibrated) distribution over the labels.
 

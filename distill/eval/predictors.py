@@ -115,7 +115,7 @@ def _gguf(path: Path, recipe, name: str, adapter: Path | None = None, head: Path
         raise PredictorUnavailable(f"GGUF not found: {path} (run the quantize stage, or give gguf:<path to a .gguf>)")
     if adapter is not None and not adapter.is_file():
         raise PredictorUnavailable(f"LoRA adapter GGUF not found: {adapter} (run the quantize stage again)")
-    if head is not None:  # a classifier student: the GGUF body in embedding mode plus the head
+    if head is not None:  # a classifier student: the GGUF body (final hidden state) plus the head
         from edge_runtime.engines.head import LlamaCppHeadPredictor
         from edge_runtime.heads import ClassifierHead
 

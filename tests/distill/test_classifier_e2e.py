@@ -1,6 +1,6 @@
 """`student.head: classifier` end to end through the real CLI on a tiny in-process model:
 teach -> curate -> train (LoRA + head, temperature fitted on validation) -> eval -> quantize
--> pack -> serve on loopback; the device (llama.cpp embeddings + numpy head) agrees with the
+-> pack -> serve on loopback; the device (llama.cpp hidden state + numpy head) agrees with the
 HF body + head; a tampered head is refused."""
 
 import json
@@ -62,6 +62,9 @@ def test_device_answers_match_the_hf_head(head_run):
             pa = device.head.probs(device.hidden(text)[0])
             pb = hf.head.probs(hf.hidden(text)[0])
             assert np.abs(pa - pb).max() < 1e-3, (text, np.abs(pa - pb).max())  # F16 GGUF vs fp32 HF
+            tokens = device.llm.tokenize(text.encode(), add_bos=True, special=False)
+            pc = device.head.probs(device.hidden_by_embedding(tokens))  # the fallback pass
+            assert np.abs(pc - pb).max() < 1e-2, (text, np.abs(pc - pb).max())
             assert a.answer == b.answer and a.confidence == pytest.approx(b.confidence, abs=1e-3)
             assert a.completion_tokens == 0 and len(a.extra["alternatives"]) == 3
     finally:
