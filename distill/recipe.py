@@ -139,6 +139,11 @@ class OpenAITeacher(Strict):
     max_tokens: int = Field(512, gt=0, description="completion token limit per answer; 512 fits the shipped tasks' "
                             "JSON answers with room to spare (raise it for a reasoning model)")
     samples: int = Field(1, gt=0, description="self-consistency: answers per input, majority-voted")
+    top_logprobs: int = Field(0, ge=0, le=20, description="classification only: ask the endpoint for this many "
+                              "alternatives' log-probabilities per reply token (OpenAI `top_logprobs`, at most 20) and "
+                              "keep the label distribution they spell as the row's soft label (the classifier student "
+                              "trains on it); 0: off (votes of samples > 1 still give one). 20 sees the most "
+                              "alternatives; reasoning models and some APIs return none, and the row keeps the votes")
     concurrency: int = Field(16, gt=0, description="requests in flight at once; 16 keeps a hosted API's latency "
                              "hidden (lower it for a local server that runs one request at a time)")
     requests_per_minute: int | None = Field(None, gt=0, description="client-side request rate limit (None: unlimited, "

@@ -20,6 +20,7 @@ from distill.teachers.ledger import BudgetExceeded, Ledger
 from distill.teachers.openai_teacher import Completion, RequestFailed, TeacherFatal
 from distill.teachers.prompting import build_messages, estimate_tokens, retry_messages
 from distill.teachers.ratelimit import RateLimiter
+from distill.teachers.logprob_labels import logprob_distribution, mean_distribution
 from distill.teachers.vote import DISTRIBUTION_FIELD, label_distribution, majority
 from edge_runtime.task import TaskSpec
 
@@ -46,11 +47,13 @@ class Outcome:
 class Labeller:
     def __init__(self, task: TaskSpec, backend: Backend, ledger: Ledger, *, cache: ResponseCache | None = None,
                  limiter: RateLimiter | None = None, temperature: float = 0.0, max_tokens: int = 512,
-                 samples: int = 1, keep_reasoning: bool = False):
+                 samples: int = 1, keep_reasoning: bool = False, top_logprobs: int = 0):
         self.task, self.backend, self.ledger, self.cache = task, backend, ledger, cache
         self.limiter = limiter or RateLimiter()
         self.temperature, self.max_tokens, self.samples = temperature, max_tokens, samples
         self.keep_reasoning = keep_reasoning
+        # log-probabilities only serve a classification task's label distribution
+        self.top_logprobs = top_logprobs if task.kind == "classification" else 0
         self.run_id = uuid.uuid4().hex[:12]
         self._sem: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Future] = {}
@@ -80,11 +83,14 @@ class Labeller:
                                  f"${self.ledger.spent_usd:.6f} (teacher.max_cost_usd=${self.ledger.max_cost_usd})")
 
     def sampling(self, sample: int) -> dict[str, Any]:
-        return {
+        sampling = {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "seed": sample if self.samples > 1 else None,
         }
+        if self.top_logprobs:  # only then: the cache keys of runs without it stay as they were
+            sampling["top_logprobs"] = self.top_logprobs
+        return sampling
 
     async def fetch(self, messages: list[dict[str, str]], sampling: dict[str, Any]) -> tuple[Completion, float, bool]:
         """(completion, cost paid now, came from cache)."""
@@ -165,6 +171,14 @@ class Labeller:
             return Outcome(None, [str(exc)], failure="request", cost_usd=cost, cached=cached)
         return Outcome(answer, problems, comp, "" if answer else "invalid", cost, cached)
 
+    def _logprob_distribution(self, outs: list[Outcome]) -> dict[str, float] | None:
+        """The mean over valid samples of the label distribution their log-probabilities spell."""
+        if not self.top_logprobs:
+            return None
+        dists = [logprob_distribution(self.task.labels, o.completion.raw, o.completion.logprobs)
+                 for o in outs if o.answer is not None and o.completion is not None]
+        return mean_distribution([d for d in dists if d])
+
     def _explain(self, comp: Completion, problems: list[str]) -> list[str]:
         if comp.finish_reason == "length":
             return [*problems, f"the reply was cut at max_tokens={self.max_tokens}"]
@@ -183,8 +197,8 @@ class Labeller:
             return None, {"id": row["id"], "reason": "invalid", "problems": outs[0].problems,
                           "raw": last.raw[:500] if last else ""}, outs
         labelled = {**row, "answer": answer, "agreement": round(agreement, 4)}
-        shares = label_distribution(self.task, [o.answer for o in outs])
-        if shares is not None:  # self-consistency: the vote shares are the teacher's label distribution
+        shares = self._logprob_distribution(outs) or label_distribution(self.task, [o.answer for o in outs])
+        if shares is not None:  # the teacher's label distribution: its log-probabilities, else its votes
             labelled[DISTRIBUTION_FIELD] = shares
         if self.keep_reasoning:
             labelled["reasoning"] = next((o.completion.reasoning for o in outs if o.answer == answer), "") or next(

@@ -53,6 +53,7 @@ def make_labeller(recipe, cache_path: Path | None, audit_file: Path | None = Non
         recipe.task, make_backend(recipe, audit_file, stage), ledger,
         cache=ResponseCache(cache_path) if cache_path else None, limiter=limiter,
         temperature=cfg.temperature, max_tokens=cfg.max_tokens, samples=cfg.samples, keep_reasoning=keep,
+        top_logprobs=getattr(cfg, "top_logprobs", 0),
     )
 
 

@@ -50,6 +50,7 @@ class Completion:
     cached_tokens: int = 0
     finish_reason: str = ""
     latency_s: float = 0.0
+    logprobs: list[dict[str, Any]] | None = None  # OpenAI `choices[0].logprobs.content`, when asked for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +166,8 @@ class OpenAIBackend:
         }
         if sampling.get("seed") is not None:
             body["seed"] = sampling["seed"]
+        if sampling.get("top_logprobs"):  # a classification teacher's label distribution (logprob_labels.py)
+            body["logprobs"], body["top_logprobs"] = True, sampling["top_logprobs"]
         if mode == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
@@ -242,6 +245,7 @@ class OpenAIBackend:
         usage = data.get("usage") or {}
         details = usage.get("prompt_tokens_details") or {}
         cached = details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+        logprobs = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
         return Completion(
             text=text,
             reasoning=reasoning,
@@ -251,6 +255,7 @@ class OpenAIBackend:
             cached_tokens=int(cached),
             finish_reason=choice.get("finish_reason") or "",
             latency_s=latency,
+            logprobs=logprobs if isinstance(logprobs, list) else None,
         )
 
     async def aclose(self) -> None:
