@@ -46,6 +46,15 @@ PROMPT_TEXT: dict[str, dict[str, str]] = {
         "synth_persona": "Write them as: {persona}.",
         "synth_label": "For each of them the correct answer must be the label {label!r}.",
         "sentence_sep": " ",
+        # why an answer is invalid: shown to the teacher in the retry turn and to the operator
+        "problem_no_json": "no JSON object in the output",
+        "problem_not_object": "answer must be a JSON object, got {kind}",
+        "problem_missing_key": "missing key {key!r}",
+        "problem_not_string": "{key!r} must be a string, got {kind}",
+        "problem_extra_keys": "unexpected keys {keys}",
+        "problem_bad_label": "label {label!r} is not one of the {n} labels",
+        "problem_bad_faq_id": "faq_id {faq_id!r} is not a known FAQ id",
+        "problem_cut": "the reply was cut at max_tokens={max_tokens}",
     },
     "zh": {
         "plain_template": "{instructions}\n\n### 输入：\n{input}\n\n### 输出（JSON）：\n",
@@ -65,6 +74,14 @@ PROMPT_TEXT: dict[str, dict[str, str]] = {
         "synth_persona": "以这样的身份来写：{persona}。",
         "synth_label": "每一条的正确答案都必须是标签 {label!r}。",
         "sentence_sep": "",
+        "problem_no_json": "输出中没有 JSON 对象",
+        "problem_not_object": "答案必须是一个 JSON 对象，而不是 {kind}",
+        "problem_missing_key": "缺少键 {key!r}",
+        "problem_not_string": "{key!r} 必须是字符串，而不是 {kind}",
+        "problem_extra_keys": "多出了这些键：{keys}",
+        "problem_bad_label": "标签 {label!r} 不在给定的 {n} 个标签之中",
+        "problem_bad_faq_id": "faq_id {faq_id!r} 不是已知的常见问题编号",
+        "problem_cut": "回复在 max_tokens={max_tokens} 处被截断",
     },
 }
 

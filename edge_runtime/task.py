@@ -230,37 +230,39 @@ class TaskSpec(Strict):
             "additionalProperties": False,
         }
 
-    def validate_answer(self, answer: Any) -> list[str]:
-        """Problems with an answer object; empty when it is valid."""
+    def validate_answer(self, answer: Any, language: str = "en") -> list[str]:
+        """Problems with an answer object, in `language` (the retry turn speaks the task's);
+        empty when it is valid."""
+        text = prompt_text(language)
         if not isinstance(answer, dict):
-            return [f"answer must be a JSON object, got {type(answer).__name__}"]
+            return [text["problem_not_object"].format(kind=type(answer).__name__)]
         problems = []
         keys = self.answer_keys()
         for k in keys:
             if k not in answer:
-                problems.append(f"missing key {k!r}")
+                problems.append(text["problem_missing_key"].format(key=k))
             elif not isinstance(answer[k], str):
-                problems.append(f"{k!r} must be a string, got {type(answer[k]).__name__}")
+                problems.append(text["problem_not_string"].format(key=k, kind=type(answer[k]).__name__))
         extra = sorted(set(answer) - set(keys))
         if extra:
-            problems.append(f"unexpected keys {extra}")
+            problems.append(text["problem_extra_keys"].format(keys=extra))
         if self.kind == "classification" and isinstance(answer.get("label"), str) and answer["label"] not in self.labels:
-            problems.append(f"label {answer['label']!r} is not one of the {len(self.labels)} labels")
+            problems.append(text["problem_bad_label"].format(label=answer["label"], n=len(self.labels)))
         if self.kind == "faq" and self.faq_ids and isinstance(answer.get("faq_id"), str):
             if answer["faq_id"] not in self.faq_ids and answer["faq_id"] != NO_ANSWER:
-                problems.append(f"faq_id {answer['faq_id']!r} is not a known FAQ id")
+                problems.append(text["problem_bad_faq_id"].format(faq_id=answer["faq_id"]))
         return problems
 
-    def parse(self, text: str) -> tuple[dict[str, Any] | None, list[str]]:
-        """Parse a model's raw output into an answer: (answer, problems).
+    def parse(self, text: str, language: str = "en") -> tuple[dict[str, Any] | None, list[str]]:
+        """Parse a model's raw output into an answer: (answer, problems in `language`).
 
         Tolerates text around one JSON object (reasoning, code fences) but never guesses:
         the answer is None whenever no valid object is found.
         """
         candidate = extract_json_object(text)
         if candidate is None:
-            return None, ["no JSON object in the output"]
-        problems = self.validate_answer(candidate)
+            return None, [prompt_text(language)["problem_no_json"]]
+        problems = self.validate_answer(candidate, language)
         return (candidate if not problems else None), problems
 
     # ---- normalisation ---------------------------------------------------------

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from distill.teachers.cache import ResponseCache, request_key
 from distill.teachers.ledger import BudgetExceeded, Ledger
+from distill.teachers.logprob_labels import logprob_distribution, mean_distribution
 from distill.teachers.openai_teacher import Completion, RequestFailed, TeacherFatal
 from distill.teachers.prompting import build_messages, estimate_tokens, retry_messages
 from distill.teachers.ratelimit import RateLimiter
-from distill.teachers.logprob_labels import logprob_distribution, mean_distribution
 from distill.teachers.vote import DISTRIBUTION_FIELD, label_distribution, majority
+from edge_runtime.prompt_text import prompt_text
 from edge_runtime.task import TaskSpec
 
 
@@ -161,7 +162,9 @@ class Labeller:
             answer, problems = self.task.parse(comp.text)
             if answer is None:
                 problems = self._explain(comp, problems)
-                comp, paid, hit = await self.fetch(retry_messages(messages, comp.raw or comp.text, problems, self.task.prompt_language), sampling)
+                language = self.task.prompt_language  # the retry turn speaks the task's language
+                complaint = self._explain(comp, self.task.parse(comp.text, language)[1], language)
+                comp, paid, hit = await self.fetch(retry_messages(messages, comp.raw or comp.text, complaint, language), sampling)
                 cost, cached = cost + paid, cached and hit
                 answer, problems = self.task.parse(comp.text)
                 problems = self._explain(comp, problems) if answer is None else []
@@ -179,9 +182,9 @@ class Labeller:
                  for o in outs if o.answer is not None and o.completion is not None]
         return mean_distribution([d for d in dists if d])
 
-    def _explain(self, comp: Completion, problems: list[str]) -> list[str]:
+    def _explain(self, comp: Completion, problems: list[str], language: str = "en") -> list[str]:
         if comp.finish_reason == "length":
-            return [*problems, f"the reply was cut at max_tokens={self.max_tokens}"]
+            return [*problems, prompt_text(language)["problem_cut"].format(max_tokens=self.max_tokens)]
         return problems
 
     async def label(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[Outcome]]:

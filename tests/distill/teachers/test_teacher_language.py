@@ -58,6 +58,23 @@ def test_the_teacher_is_asked_in_chinese_and_retried_in_chinese(make_recipe, tmp
     assert english(first[0]["content"]) == {"json", "schema"}
     assert first[1]["content"] == "判断这条请求属于哪个领域。\n\n### 输入：\n明天上海会下雨吗\n\n### 输出（JSON）：\n"
     assert retry[-1]["content"].startswith("这个回答无效：") and retry[-1]["content"].endswith("不要输出其他任何内容。")
+    assert "标签 'music' 不在给定的 2 个标签之中" in retry[-1]["content"]  # the reason too, in Chinese
+    assert english(retry[-1]["content"]) == {"music", "json", "schema"}  # the answer's own value, and the format's names
+    failures = [json.loads(line) for line in (tmp_path / "teach/failed.jsonl").read_text().splitlines()]
+    assert "is not one of the 2 labels" in failures[0]["problems"][0]  # the operator's report stays English
+
+
+def test_every_problem_is_written_in_each_language():
+    from edge_runtime.prompt_text import PROMPT_TEXT
+
+    task = TaskSpec(name="t", kind="classification", instructions="x", labels=["a", "b"])
+    for language in PROMPT_TEXT:
+        answers = [[], {"label": 3}, {"label": "c", "extra": "1"}, {}]
+        problems = [p for a in answers for p in task.validate_answer(a, language)]
+        problems += task.parse("no json here", language)[1]
+        assert len(problems) == 6 and all(problems)
+        if language == "zh":
+            assert all(not english(p) - {"json", "label", "extra", "list", "int"} for p in problems), problems
 
 
 def test_flatten_and_synthesis_are_chinese_for_a_chinese_task():
