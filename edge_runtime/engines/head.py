@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.engines.hidden_state import FinalNormTap
-from edge_runtime.engines.llamacpp import load_llama
+from edge_runtime.engines.hidden_state import HiddenStateReader, load_body
 from edge_runtime.heads import ClassifierHead, head_input
 from edge_runtime.layout import N_CTX
 from edge_runtime.predictor import Prediction
@@ -34,8 +33,6 @@ class LlamaCppHeadPredictor:
     def __init__(self, gguf_path: str | Path, task: TaskSpec, head: ClassifierHead, name: str = "gguf",
                  n_ctx: int = N_CTX, n_threads: int | None = None, lora_path: str | Path | None = None,
                  head_bytes: int = 0, n_gpu_layers: int = 0, **_ignored: Any):
-        from llama_cpp import LLAMA_POOLING_TYPE_LAST
-
         if task.kind != "classification":
             raise ValueError(f"a classifier head answers classification tasks, not {task.kind!r}")
         if sorted(head.labels) != sorted(task.labels):
@@ -44,14 +41,12 @@ class LlamaCppHeadPredictor:
         self.lora_path = Path(lora_path) if lora_path else None
         self.head_bytes = head_bytes or head.weight.nbytes
         extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
-        # embeddings stay off (prompt evaluation); last-token pooling serves the fallback pass only
-        self.llm = load_llama(gguf_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, embedding=False,
-                              pooling_type=LLAMA_POOLING_TYPE_LAST, **extra)
+        self.llm = load_body(gguf_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, **extra)
         n_embd = self.llm.n_embd()
         if n_embd != head.hidden_size:
             raise ValueError(f"{self.path.name} has hidden size {n_embd}, the head {head.hidden_size}: "
                              f"the head belongs to another model; re-pack the run's own artifacts")
-        self.tap = FinalNormTap.install(self.llm)
+        self.reader = HiddenStateReader(self.llm)
         self._lock = threading.Lock()
 
     @classmethod
@@ -75,41 +70,8 @@ class LlamaCppHeadPredictor:
         return self.path.stat().st_size + self.head_bytes + (self.lora_path.stat().st_size if self.lora_path else 0)
 
     def hidden(self, text: str) -> tuple[np.ndarray, int]:
-        """The last token's final hidden state of `text` and its token count, from one pass
-        that costs no more than prompt evaluation (the output layer does not run)."""
-        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-        if len(tokens) > self.llm.n_ctx():
-            raise ValueError(f"input has {len(tokens)} tokens; the context holds {self.llm.n_ctx()}")
-        state = self.tap.hidden(tokens) if self.tap is not None else None
-        if state is None:
-            state = self.hidden_by_embedding(tokens)
-        return state, len(tokens)
-
-    def hidden_by_embedding(self, tokens: list[int]) -> np.ndarray:
-        """The same state through llama.cpp's embedding mode, for a build or graph the tap cannot
-        read. Not `Llama.embed`: embedding mode makes every token of a pass an output (the
-        vocabulary-sized output layer once per token), so the tokens before the last fill the
-        KV cache with no output and the last goes alone with embeddings on. Its numbers differ
-        from one batched pass by float rounding only (label probabilities within ~1e-2)."""
-        import llama_cpp
-
-        ctx, batch = self.llm._ctx, self.llm._batch
-        ctx.kv_cache_clear()
-        try:
-            step = self.llm.n_batch
-            for start in range(0, len(tokens) - 1, step):
-                chunk = tokens[start:min(start + step, len(tokens) - 1)]
-                batch.set_batch(chunk, n_past=start, logits_all=False)
-                batch.batch.logits[len(chunk) - 1] = False  # no output row: these only fill the cache
-                ctx.decode(batch)
-            llama_cpp.llama_set_embeddings(ctx.ctx, True)
-            batch.set_batch(tokens[-1:], n_past=len(tokens) - 1, logits_all=True)
-            ctx.decode(batch)
-            ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, 0)
-            return np.ctypeslib.as_array(ptr, shape=(self.head.hidden_size,)).astype(np.float32)
-        finally:
-            batch.reset()
-            llama_cpp.llama_set_embeddings(ctx.ctx, False)
+        """The last token's final hidden state of `text` and its token count (one pass)."""
+        return self.reader.hidden(text)
 
     def predict(self, example: dict[str, Any], context: str = "", timeout_s: float | None = None) -> Prediction:
         text = head_input(self.task, example)

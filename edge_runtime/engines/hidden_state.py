@@ -8,8 +8,9 @@ the pass runs as prompt evaluation with only the last token as an output, the ca
 the tensor llama.cpp names `result_norm` (every architecture's final norm, `[n_embd, n_outputs]`)
 and stops the graph there, so the output layer does not run at all.
 
-`FinalNormTap.install` returns None where this cannot work (the ggml symbols are missing); the
-caller then keeps the slower embedding-mode pass, whose numbers are the same.
+`FinalNormTap.install` returns None where this cannot work (the ggml symbols are missing);
+`HiddenStateReader` then uses the slower embedding-mode pass, whose numbers differ by float
+rounding only. Both the classifier head and the FAQ retriever's query embedder read through it.
 """
 
 from __future__ import annotations
@@ -93,3 +94,59 @@ class FinalNormTap:
         if captured is None or captured.size < self.n_embd:
             return None
         return captured[-self.n_embd:].copy()
+
+
+def load_body(gguf_path, **kwargs: Any):
+    """A GGUF loaded for `HiddenStateReader`: an ordinary context (embeddings off, so a pass is
+    prompt evaluation) with last-token pooling for the embedding-mode fallback."""
+    from llama_cpp import LLAMA_POOLING_TYPE_LAST
+
+    from edge_runtime.engines.llamacpp import load_llama
+
+    return load_llama(gguf_path, embedding=False, pooling_type=LLAMA_POOLING_TYPE_LAST, **kwargs)
+
+
+class HiddenStateReader:
+    """The last token's final hidden state of a text, from a model loaded by `load_body`: the
+    tap where it works, else llama.cpp's embedding mode. Not thread-safe: callers hold a lock."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm, self.n_embd = llm, llm.n_embd()
+        self.tap = FinalNormTap.install(llm)
+
+    def hidden(self, text: str) -> tuple[np.ndarray, int]:
+        """(state, token count) of `text`, in one pass that costs no more than prompt
+        evaluation (the output layer does not run)."""
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) > self.llm.n_ctx():
+            raise ValueError(f"input has {len(tokens)} tokens; the context holds {self.llm.n_ctx()}")
+        state = self.tap.hidden(tokens) if self.tap is not None else None
+        if state is None:
+            state = self.hidden_by_embedding(tokens)
+        return state, len(tokens)
+
+    def hidden_by_embedding(self, tokens: list[int]) -> np.ndarray:
+        """The same state through llama.cpp's embedding mode, for a build or graph the tap cannot
+        read. Not `Llama.embed`: embedding mode makes every token of a pass an output (the
+        vocabulary-sized output layer once per token), so the tokens before the last fill the
+        KV cache with no output and the last goes alone with embeddings on. Its numbers differ
+        from one batched pass by float rounding only (label probabilities within ~1e-2)."""
+        import llama_cpp
+
+        ctx, batch = self.llm._ctx, self.llm._batch
+        ctx.kv_cache_clear()
+        try:
+            step = self.llm.n_batch
+            for start in range(0, len(tokens) - 1, step):
+                chunk = tokens[start:min(start + step, len(tokens) - 1)]
+                batch.set_batch(chunk, n_past=start, logits_all=False)
+                batch.batch.logits[len(chunk) - 1] = False  # no output row: these only fill the cache
+                ctx.decode(batch)
+            llama_cpp.llama_set_embeddings(ctx.ctx, True)
+            batch.set_batch(tokens[-1:], n_past=len(tokens) - 1, logits_all=True)
+            ctx.decode(batch)
+            ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, 0)
+            return np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).astype(np.float32)
+        finally:
+            batch.reset()
+            llama_cpp.llama_set_embeddings(ctx.ctx, False)

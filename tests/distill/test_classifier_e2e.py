@@ -63,7 +63,7 @@ def test_device_answers_match_the_hf_head(head_run):
             pb = hf.head.probs(hf.hidden(text)[0])
             assert np.abs(pa - pb).max() < 1e-3, (text, np.abs(pa - pb).max())  # F16 GGUF vs fp32 HF
             tokens = device.llm.tokenize(text.encode(), add_bos=True, special=False)
-            pc = device.head.probs(device.hidden_by_embedding(tokens))  # the fallback pass
+            pc = device.head.probs(device.reader.hidden_by_embedding(tokens))  # the fallback pass
             assert np.abs(pc - pb).max() < 1e-2, (text, np.abs(pc - pb).max())
             assert a.answer == b.answer and a.confidence == pytest.approx(b.confidence, abs=1e-3)
             assert a.completion_tokens == 0 and len(a.extra["alternatives"]) == 3
