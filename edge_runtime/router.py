@@ -305,7 +305,7 @@ class Router:
 
     def _payload(self, example: dict[str, Any], fmt: str, masker: Masker | None = None) -> dict[str, Any]:
         t = self.teacher
-        prompt = self.task.render_prompt(example)
+        prompt = self.task.render_teacher_prompt(example)
         payload: dict[str, Any] = {
             "model": t.model, "temperature": 0,
             "messages": [{"role": "user", "content": masker.mask(prompt) if masker else prompt}],

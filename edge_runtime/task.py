@@ -78,6 +78,12 @@ class TaskSpec(Strict):
         "the instructions and examples (and of the data's inputs, when a recipe loads) are Chinese. A bundle stores "
         "the resolved value, so the device renders exactly what the student was trained on"
     )
+    student_prompt: Literal["full", "short"] = Field(
+        "full", description="the prompt the student is trained on and served with: full (the teacher's: instructions, "
+        "examples, the input) or short (a task tag in place of the instructions and examples, then the input; FAQ "
+        "candidates stay). Teachers always get the full prompt. Short saves the instructions' tokens at every training "
+        "step and every uncached request; the student learns the task from its rows, not from the instructions. A "
+        "bundle stores it, so the device renders what the student was trained on")
     _kb: Any = PrivateAttr(default=None)  # a knowledge base pinned at load (a bundle's, from verified bytes)
 
     @model_validator(mode="after")
@@ -184,13 +190,16 @@ class TaskSpec(Strict):
         return []
 
     def render_prompt(self, example: dict[str, Any], context: str = "") -> str:
-        """The exact prompt the student sees (and is trained on). `context` carries
-        retrieved FAQ candidates for faq tasks; when not given, a faq task with a knowledge
-        base retrieves them itself, so training, eval and runtime build the same prompt."""
-        text = self.input_text(example)
-        context = context or self.context_for(example)
-        if context:
-            text = f"{text}\n\n{context}"
+        """The exact prompt the student sees (and is trained on): `student_prompt` full or short.
+        `context` carries retrieved FAQ candidates for faq tasks; when not given, a faq task with
+        a knowledge base retrieves them itself, so training, eval and runtime build the same prompt."""
+        if self.student_prompt == "short":
+            return self.prompt_template().format(instructions=f"[{self.name}]", input=self._input_with(example, context))
+        return self.render_teacher_prompt(example, context)
+
+    def render_teacher_prompt(self, example: dict[str, Any], context: str = "") -> str:
+        """The full prompt (instructions, examples, input): what a teacher reads, whatever the student's."""
+        text = self._input_with(example, context)
         template = self.prompt_template()
         shots = "".join(
             template.format(instructions="", input=self.input_text(s.input)).lstrip()
@@ -199,6 +208,11 @@ class TaskSpec(Strict):
             for s in self.few_shot
         )
         return template.format(instructions=self.instructions + ("\n\n" + shots.rstrip() if shots else ""), input=text)
+
+    def _input_with(self, example: dict[str, Any], context: str = "") -> str:
+        text = self.input_text(example)
+        context = context or self.context_for(example)
+        return f"{text}\n\n{context}" if context else text
 
     def render_answer(self, answer: dict[str, Any]) -> str:
         """The canonical JSON text of an answer: the training target and the grammar's output."""

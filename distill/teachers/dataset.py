@@ -28,7 +28,7 @@ def label_from_dataset(recipe, rows: list[dict[str, Any]]):
     labelled, failed = [], []
     for row in rows:
         if log is not None:
-            raw = log[0].get(row["id"]) or log[1].get(task.render_prompt(row))
+            raw = log[0].get(row["id"]) or log[1].get(task.render_teacher_prompt(row))
             if raw is None:
                 failed.append({"id": row["id"], "reason": "no logged response for this row"})
                 continue

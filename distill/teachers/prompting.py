@@ -1,8 +1,8 @@
 """What a teacher is asked, and how its reply is split into reasoning and answer.
 
-The user turn is exactly the student's prompt (`task.render_prompt`), so the teacher and
-the student see the same input; the system turn adds the answer's JSON schema for chat
-models. A reply's reasoning (`reasoning_content`, or `<think>` blocks in the content) is
+The user turn is the task's full prompt (`task.render_teacher_prompt`: the student's own with
+the default `student_prompt: full`), so the teacher and the student see the same input; the
+system turn adds the answer's JSON schema for chat models. A reply's reasoning (`reasoning_content`, or `<think>` blocks in the content) is
 separated here, before parsing, so it is never mistaken for the answer.
 """
 
@@ -27,7 +27,7 @@ def build_messages(task: TaskSpec, row: dict[str, Any]) -> list[dict[str, str]]:
     """The system turn (schema, in the task's prompt language) and the student's own prompt."""
     return [
         {"role": "system", "content": system_message(task)},
-        {"role": "user", "content": task.render_prompt(row)},
+        {"role": "user", "content": task.render_teacher_prompt(row)},
     ]
 
 

@@ -55,3 +55,31 @@ def test_kind_requirements():
         TaskSpec(name="x", kind="extraction", instructions="i")
     with pytest.raises(ValidationError, match="duplicates"):
         TaskSpec(name="x", kind="classification", instructions="i", labels=["a", "a"])
+
+
+def test_short_student_prompt_is_a_tag_and_the_input_while_the_teacher_keeps_the_full_one():
+    from distill.teachers.prompting import build_messages
+
+    shots = [{"input": {"ocr_lines": ["A SHOP"]}, "output": {"company": "A SHOP", "date": "", "total": ""}}]
+    full = TaskSpec.model_validate({**RECEIPTS.model_dump(), "few_shot": shots})
+    short = TaskSpec.model_validate({**full.model_dump(), "student_prompt": "short"})
+    row = {"ocr_lines": ["SHOP", "TOTAL 9.00"]}
+    assert short.render_prompt(row) == "[receipts]\n\n### Input:\nSHOP\nTOTAL 9.00\n\n### Output (JSON):\n"
+    assert full.render_prompt(row) == full.render_teacher_prompt(row) == short.render_teacher_prompt(row)
+    assert "Extract." in full.render_prompt(row) and "A SHOP" in full.render_prompt(row)
+    assert build_messages(short, row)[1]["content"] == full.render_prompt(row)  # the teacher reads the full prompt
+    zh = TaskSpec(name="intents", kind="classification", instructions="判断领域。", labels=["a", "b"],
+                  language="zh", student_prompt="short")
+    assert zh.render_prompt({"text": "放首歌"}) == "[intents]\n\n### 输入：\n放首歌\n\n### 输出（JSON）：\n"
+
+
+def test_short_prompt_keeps_faq_candidates_and_is_stored_with_the_task():
+    faq = TaskSpec(name="faq", kind="faq", instructions="Pick the entry.", faq_ids=["q1"], student_prompt="short")
+    prompt = faq.render_prompt({"text": "how do I reset"}, context="Candidate FAQ entries:\n[q1] Reset")
+    assert prompt.startswith("[faq]\n") and prompt.endswith("how do I reset\n\nCandidate FAQ entries:\n[q1] Reset\n\n### Output (JSON):\n")
+    assert TaskSpec.from_stored(faq.to_json()).student_prompt == "short"
+    old = faq.model_dump(mode="json")
+    del old["student_prompt"]  # a bundle from before the setting: trained on the full prompt
+    import json
+
+    assert TaskSpec.from_stored(json.dumps(old)).student_prompt == "full"
