@@ -44,6 +44,11 @@ class FieldSpec(Strict):
         DEFAULT_DATE_ORDER, description="date fields: how to read an all-numeric date whose year has two digits "
         "(24.03.05 is 24 March 2005 as dmy, 5 March 2024 as ymd, the usual order on Chinese documents)"
     )
+    copied: bool = Field(
+        False, description="the value is text copied from the input: the device's schema decoder lets the model "
+        "write only a substring of the input (its lines joined by spaces), so a copied value cannot be misspelt, "
+        "invented or run on past the input. Leave false where the value is rewritten (normalised, translated)"
+    )
 
 
 class FewShot(Strict):
@@ -218,6 +223,10 @@ class TaskSpec(Strict):
         """The canonical JSON text of an answer: the training target and the grammar's output."""
         ordered = {k: answer.get(k, "") for k in self.answer_keys()}
         return json.dumps(ordered, ensure_ascii=False)
+
+    def copied_fields(self) -> list[str]:
+        """Extraction fields whose values the decoder restricts to text of the input."""
+        return [k for k, f in self.fields.items() if f.copied] if self.kind == "extraction" else []
 
     def answer_keys(self) -> list[str]:
         if self.kind == "extraction":

@@ -260,8 +260,9 @@ class SchemaDecoder:
 
     # ---- the loop -----------------------------------------------------------------------
     def generate(self, prompt: list[int], max_tokens: int, confidence: bool = True,
-                 deadline: Any = None) -> DecodeResult:
-        """Greedy decoding of one answer after `prompt` (token ids, BOS included).
+                 deadline: Any = None, grammar: str | None = None) -> DecodeResult:
+        """Greedy decoding of one answer after `prompt` (token ids, BOS included). `grammar`
+        replaces the decoder's own for this answer (a copy grammar built from its input).
 
         Tokens are decided (forced by the schema, chosen from a row of logits, or drafted and
         verified), then the decided-but-unevaluated ones (`pending`) go through the model in
@@ -269,7 +270,9 @@ class SchemaDecoder:
         from llguidance import LLMatcher
 
         s, stats = self.settings, DecodeStats()
-        matcher = LLMatcher(self.tokenizer, self.grammar, log_level=0)
+        matcher = LLMatcher(self.tokenizer, grammar or self.grammar, log_level=0)
+        if matcher.is_error():
+            raise ValueError(f"the answer grammar is not valid (llguidance could not compile it): {matcher.get_error()}")
         out: list[int] = []
         probs: list[float] = []
 

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.engines.copying import copy_grammar
 from edge_runtime.engines.decoding import DecodeSettings, SchemaDecoder, grammar_from_schema
 from edge_runtime.layout import MAX_NEW_TOKENS, N_CTX
 from edge_runtime.predictor import Prediction
@@ -367,7 +368,9 @@ class LlamaCppPredictor:
                 self.llm.reset()  # the fair baseline: nothing carried over between requests
             if self.decoder is not None:
                 tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
-                res = self.decoder.generate(tokens, self.max_new_tokens, confidence=self.confidence, deadline=deadline)
+                grammar = copy_grammar(self.task, self.task.input_text(example)) if self.task.copied_fields() else None
+                res = self.decoder.generate(tokens, self.max_new_tokens, confidence=self.confidence, deadline=deadline,
+                                            grammar=grammar)
                 text, finish, n_prompt, n_out = res.text, res.finish_reason, len(tokens), len(res.tokens)
                 token_probs, ends = res.probs, res.piece_ends
             else:
