@@ -217,7 +217,12 @@ class DriftMonitor:
 
 
 # ---- pack: the reference of a run -----------------------------------------------------
-def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]]) -> list[int] | None:
+def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]], head: bool = False) -> list[int] | None:
+    """Token counts of what the student reads on the device: its prompt, or for a classifier
+    head the input alone (`heads.head_input`), as the runtime reports them per request."""
+    from edge_runtime.heads import head_input
+
+    text_of = (lambda e: head_input(task, e)) if head else task.render_prompt
     try:
         from llama_cpp import Llama
 
@@ -225,7 +230,7 @@ def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]]) -> list[in
     except Exception:  # informative only: the profile is still useful without token counts
         return None
     try:
-        return [len(llm.tokenize(task.render_prompt(e).encode("utf-8"), add_bos=True, special=False)) for e in examples]
+        return [len(llm.tokenize(text_of(e).encode("utf-8"), add_bos=True, special=False)) for e in examples]
     except Exception:
         return None
     finally:
@@ -263,7 +268,9 @@ def reference_for_run(run_dir: Path, task, model: Path | None = None, qtype: str
         key = task.answer_keys()[0]
         answers = [p.get("answer") for p in preds] if preds else [r.get("answer") for r in rows]
         labels = [str(a.get(key)) if isinstance(a, dict) else INVALID for a in answers]
-    tokens = _prompt_tokens(model, task, rows) if model is not None else None
+    from edge_runtime.bundle import run_head
+
+    tokens = _prompt_tokens(model, task, rows, head=run_head(run_dir) is not None) if model is not None else None
     source = {"inputs": src.relative_to(run_dir).as_posix(), "rows": len(rows),
               "dev_predictions": preds_path.relative_to(run_dir).as_posix() if preds_path else None}
     return build_reference(inputs, prompt_tokens=tokens, confidences=confidences or None, labels=labels,

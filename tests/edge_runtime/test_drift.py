@@ -126,3 +126,33 @@ def test_pack_puts_the_reference_in_the_manifest(tmp_path, gemma_gguf):
     # a run without inputs packs as before, without a reference
     bare = make_run_dir(tmp_path / "bare", gemma_gguf, SENTIMENT)
     assert REFERENCE_FILE not in load_bundle(pack_run(bare, "router-8gb", tmp_path / "b2")).manifest["files"]
+
+
+def test_a_head_runs_reference_counts_the_tokens_the_head_reads(tmp_path, gemma_gguf):
+    """A classifier head reads the input alone, not the generative prompt: the reference's
+    prompt_tokens must count the same tokens the served head reports, or in-distribution
+    traffic is flagged (it was: PSI 18 on the intents-zh bundle's own develop rows)."""
+    import numpy as np
+
+    from edge_runtime.bundle import load_bundle, pack_run
+    from edge_runtime.engines import bundle_predictor
+    from edge_runtime.heads import ClassifierHead
+    from edge_runtime.task import TaskSpec
+
+    run = _run_with_inputs(tmp_path, gemma_gguf)
+    (run / "train").mkdir()
+    head = ClassifierHead(np.zeros((2, 640), np.float32), ["positive", "negative"]).save(run / "train" / "head.npz")
+    (run / "train" / "record.json").write_text(json.dumps({"stage": "train", "outputs": {"head": str(head)}}))
+    task = TaskSpec.model_validate(SENTIMENT)
+    bundle = load_bundle(pack_run(run, "router-8gb", tmp_path / "bundle"))
+    pred = bundle_predictor(bundle, n_threads=2)
+    try:
+        live = [(t, pred.predict({"text": t}).prompt_tokens) for t in _reviews(30, 9)]
+    finally:
+        pred.close()
+    mon = DriftMonitor(bundle.read_json(REFERENCE_FILE), window=30, min_samples=30)
+    for text, n in live:
+        mon.observe(text, prompt_tokens=n)
+    assert mon.scores()["prompt_tokens"] < 0.1
+    rendered = [len(task.render_prompt({"text": t})) for t, _ in live]
+    assert min(rendered) > max(n for _, n in live)  # the generative prompt would have been far longer
