@@ -198,6 +198,7 @@ def run_drift(a, bundle: Path, stream: list[dict], pool: list[dict], english: li
               ("long inputs (4 requests run together)", ["，".join(texts[(4 * i + j) % len(texts)] for j in range(4))
                                                       for i in range(n)]),
               ("English (Banking77 train messages)", english[:n])]
+    phases = [p for i, p in enumerate(phases) if a.drift_phases is None or i in a.drift_phases]
     flags = ["--no-answer-cache", "--drift-window", str(a.drift_window)]
     server = Served(bundle, flags, a.work / "serve-drift.log", a.threads)
     out = []
@@ -397,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-model", default="deepseek-chat", help="its name prices the calls (edge_runtime/prices.yaml)")
     ap.add_argument("--drift-requests", type=int, default=600, help="requests per drift phase")
     ap.add_argument("--drift-window", type=int, default=500)
+    ap.add_argument("--drift-phases", type=lambda v: [int(x) for x in v.split(",")], default=None, metavar="I,J",
+                    help="run only these drift phases: 0 in-distribution, 1 labels, 2 long inputs, 3 English")
     ap.add_argument("--every", type=int, default=25, help="read /metrics every N requests in the drift phases")
     ap.add_argument("--turn-rows", type=int, default=300, help="old training rows replayed beside the log's rows")
     ap.add_argument("--turn-epochs", type=float, default=1.0)

@@ -226,6 +226,9 @@ def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]], head: bool
     try:
         from llama_cpp import Llama
 
+        from edge_runtime.engines.llamacpp import quiet_llama_logs
+
+        quiet_llama_logs()  # the vocab-only load's context warning stays out of pack's output
         llm = Llama(str(model), vocab_only=True, verbose=False)
     except Exception:  # informative only: the profile is still useful without token counts
         return None
