@@ -330,7 +330,8 @@ class StudentConfig(Strict):
     init_adapter: Path | None = Field(
         None, description="continue from this LoRA adapter folder (a previous run's train/adapter, relative to the "
         "recipe) instead of a fresh LoRA: the student keeps what it learnt and adds what the new rows (e.g. "
-        "data.logs) teach, in fewer steps; its r, alpha and target modules apply, `lora` is ignored. None: fresh")
+        "data.logs) teach, in fewer steps; its r, alpha and target modules apply, `lora` is ignored; a classifier "
+        "student (student.head: classifier) continues its trained head too. None: fresh")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="the optimisation")
 
 
@@ -422,9 +423,9 @@ class Recipe(Strict):
             if lora_types:
                 raise ValueError(f"quantize.types {lora_types}: a classifier student ships its merged body (plus the "
                                  f"head file); use plain types such as q8_0 or q4_k_m")
-        if self.student.init_adapter is not None and (self.student.method == "full" or student_head(self) != "generate"):
-            raise ValueError("student.init_adapter continues a LoRA adapter: it needs student.method lora or qlora and "
-                             "the generate head; remove it or change those")
+        if self.student.init_adapter is not None and self.student.method == "full":
+            raise ValueError("student.init_adapter continues a LoRA adapter: it needs student.method lora or qlora; "
+                             "remove it or change that")
         if self.curate.index_queries and not (self.task.kind == "faq" and self.task.knowledge_base):
             raise ValueError("curate.index_queries attaches training queries to a knowledge base: it needs a faq task "
                              "with task.knowledge_base; remove it or set those")

@@ -9,7 +9,14 @@ it by the population stability index per feature,
 
 (shares floored at 1e-4 so an empty bin is finite). Rule of thumb: below 0.1 stable, 0.1 to
 0.2 moving, above 0.2 shifted. The flag rises when any feature passes the threshold
-(`serve --drift-threshold`, default 0.2) with at least `min_samples` live requests seen.
+(`serve --drift-threshold`, default 0.2) with enough live requests seen.
+
+Enough, per feature: sampling noise alone gives PSI of about (bins - 1) / n between two
+samples of the same traffic (31 labels seen over 50 requests: ~0.6, past the threshold), so
+a feature is scored only with `PER_BIN` (10) live requests per occupied reference bin, and at
+least `min_samples` (the window, if smaller, caps it). A categorical or numeric reference
+itself built from fewer rows than that (e.g. dev predictions of a 40-row eval for 31 labels)
+is not scored at all, and said so once at start: re-pack from a run with a larger eval split.
 
 Features (as data, `FEATURES`):
 - `chars`: input length in characters (log-spaced bins);
@@ -27,6 +34,7 @@ In `/metrics`: `edge_drift_psi{feature}`, `edge_drift_flag` (0/1), `edge_drift_t
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -41,6 +49,7 @@ REFERENCE_FILE = "drift_reference.json"
 REFERENCE_FORMAT = "edge-drift-reference"
 REFERENCE_VERSION = 1
 DEFAULTS = {"threshold": 0.2, "window": 500, "min_samples": 50, "max_rows": 5000}
+PER_BIN = 10  # live (and reference) rows per occupied reference bin before a feature's PSI means anything
 CHAR_CLASSES = ("digit", "latin", "cjk", "space", "punct", "other")
 INVALID = "(invalid)"
 FEATURES: dict[str, dict[str, Any]] = {
@@ -58,6 +67,7 @@ _CLASS_RE = {
     "punct": re.compile(r"[!-/:-@\[-`{-~\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]"),
 }
 EPS = 1e-4
+log = logging.getLogger("edge_runtime.drift")
 
 
 def char_classes(text: str) -> list[int]:
@@ -138,6 +148,16 @@ class DriftMonitor:
         self.threshold, self.min_samples = threshold, min(min_samples, window)
         self._window: deque = deque(maxlen=window)
         self._lock = threading.Lock()
+        self.needed, self.unscored = {}, {}  # live requests before a feature is scored; features never scored, why
+        for name, f in self.features.items():
+            floor = PER_BIN * sum(1 for share in f["shares"] if share > 0)
+            if f["kind"] != "shares" and isinstance(f.get("n"), int) and f["n"] < floor:
+                self.unscored[name] = f"reference from {f['n']} rows, under {floor} ({PER_BIN} per occupied bin)"
+            else:  # pooled character shares count characters, not requests: min_samples is enough
+                self.needed[name] = min(window, max(self.min_samples, floor if f["kind"] != "shares" else 0))
+        if self.unscored:
+            log.warning("drift: not scoring %s; re-pack the bundle from a run with a larger eval split",
+                        "; ".join(f"{k}: {v}" for k, v in self.unscored.items()))
 
     def observe(self, text: str, *, confidence: float | None = None, label: str | None = None,
                 prompt_tokens: int | None = None) -> None:
@@ -158,10 +178,12 @@ class DriftMonitor:
             window = list(self._window)
         out = {}
         for name, ref in self.features.items():
+            if name not in self.needed:
+                continue
             seen = [o[name] for o in window if o.get(name) is not None]
             if name == "label":
                 seen = [o["label"] if o["label"] is not None else INVALID for o in window]
-            if len(seen) < self.min_samples:
+            if len(seen) < self.needed[name]:
                 continue
             if ref["kind"] == "numeric":
                 counts = [0] * len(ref["edges"])
@@ -195,15 +217,23 @@ class DriftMonitor:
 
 
 # ---- pack: the reference of a run -----------------------------------------------------
-def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]]) -> list[int] | None:
+def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]], head: bool = False) -> list[int] | None:
+    """Token counts of what the student reads on the device: its prompt, or for a classifier
+    head the input alone (`heads.head_input`), as the runtime reports them per request."""
+    from edge_runtime.heads import head_input
+
+    text_of = (lambda e: head_input(task, e)) if head else task.render_prompt
     try:
         from llama_cpp import Llama
 
+        from edge_runtime.engines.llamacpp import quiet_llama_logs
+
+        quiet_llama_logs()  # the vocab-only load's context warning stays out of pack's output
         llm = Llama(str(model), vocab_only=True, verbose=False)
     except Exception:  # informative only: the profile is still useful without token counts
         return None
     try:
-        return [len(llm.tokenize(task.render_prompt(e).encode("utf-8"), add_bos=True, special=False)) for e in examples]
+        return [len(llm.tokenize(text_of(e).encode("utf-8"), add_bos=True, special=False)) for e in examples]
     except Exception:
         return None
     finally:
@@ -241,7 +271,9 @@ def reference_for_run(run_dir: Path, task, model: Path | None = None, qtype: str
         key = task.answer_keys()[0]
         answers = [p.get("answer") for p in preds] if preds else [r.get("answer") for r in rows]
         labels = [str(a.get(key)) if isinstance(a, dict) else INVALID for a in answers]
-    tokens = _prompt_tokens(model, task, rows) if model is not None else None
+    from edge_runtime.bundle import run_head
+
+    tokens = _prompt_tokens(model, task, rows, head=run_head(run_dir) is not None) if model is not None else None
     source = {"inputs": src.relative_to(run_dir).as_posix(), "rows": len(rows),
               "dev_predictions": preds_path.relative_to(run_dir).as_posix() if preds_path else None}
     return build_reference(inputs, prompt_tokens=tokens, confidences=confidences or None, labels=labels,

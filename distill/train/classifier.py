@@ -163,6 +163,21 @@ def save_body_as_causal_lm(seq_cls_model, base_path: str, merged_dir: Path, toke
     tmp.rename(merged_dir)
 
 
+def check_classifier_adapter(adapter_dir: Path, task) -> None:
+    """Refuse an init_adapter a classifier cannot continue: a generate run's adapter (no head
+    in it), or one whose head scores other labels (its `head.npz` beside it says which)."""
+    adapter_dir = Path(adapter_dir)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("task_type") != "SEQ_CLS":
+        raise ValueError(f"student.init_adapter: {adapter_dir} is a generate student's adapter "
+                         f"(task_type {config.get('task_type')!r}); a classifier continues a classifier run's "
+                         f"train/adapter, or drop init_adapter to start a fresh one")
+    head = adapter_dir.parent / HEAD_FILE
+    if head.is_file() and ClassifierHead.load(head).labels != list(task.labels):
+        raise ValueError(f"student.init_adapter: {adapter_dir} was trained for other labels ({head}); continue "
+                         f"only with the same task.labels, in the same order, or drop init_adapter")
+
+
 def train_classifier(student, task, rows: list[dict], out_dir: Path, callbacks: list | None = None) -> dict[str, Any]:
     """Train a LoRA + head classifier on `rows`; write adapter/, merged/, head.npz, train_metrics.json."""
     import numpy as np
@@ -206,9 +221,15 @@ def train_classifier(student, task, rows: list[dict], out_dir: Path, callbacks: 
         model.config.pad_token_id = tokenizer.pad_token_id
         model.config.id2label = dict(enumerate(task.labels))
         model.config.label2id = {label: i for i, label in enumerate(task.labels)}
-        model = get_peft_model(model, LoraConfig(
-            r=student.lora.r, lora_alpha=student.lora.alpha, lora_dropout=student.lora.dropout,
-            target_modules=student.lora.target_modules, task_type="SEQ_CLS"))
+        if student.init_adapter is not None:  # go on from a previous classifier run: its LoRA and its head
+            from distill.train.student import continue_adapter
+
+            check_classifier_adapter(student.init_adapter, task)
+            model = continue_adapter(model, student.init_adapter, base_path)
+        else:
+            model = get_peft_model(model, LoraConfig(
+                r=student.lora.r, lora_alpha=student.lora.alpha, lora_dropout=student.lora.dropout,
+                target_modules=student.lora.target_modules, task_type="SEQ_CLS"))
         if device == "cuda":
             model = model.to("cuda")
         from transformers import EarlyStoppingCallback, PrinterCallback

@@ -59,6 +59,34 @@ def test_no_score_before_min_samples_and_metrics_names():
     assert "edge_drift_threshold 0.2" in text and "edge_drift_window_requests 10.0" in text
 
 
+def test_many_labels_wait_for_enough_requests_and_a_thin_reference_is_not_scored():
+    """31 labels in the same proportions as the reference: over 50 requests sampling noise alone
+    is PSI ~0.6 (a false flag); the label is scored only from 10 requests per label on, and then
+    stays under the threshold. A label reference from 40 dev answers is never scored."""
+    labels = [f"l{i}" for i in range(31)]
+    rng = random.Random(5)
+    ref = build_reference(_reviews(3100, 1), labels=labels * 100, label_set=labels)
+    mon = DriftMonitor(ref, threshold=0.2, window=500, min_samples=50)
+    assert mon.needed["label"] == 310 and mon.needed["char_class"] == 50 and not mon.unscored
+    for i, text in enumerate(_reviews(500, 6)):
+        mon.observe(text, label=rng.choice(labels))
+        if i + 1 == 50:
+            early = mon.scores()
+            assert "label" not in early and "chars" in early and not mon.drifted(early)
+            noisy = DriftMonitor(ref, window=50, min_samples=50)  # the same 50 scored anyway: the false flag
+            for o in list(mon._window):
+                noisy.observe_values(chars=o["chars"], char_counts=o["char_class"], label=o["label"])
+            assert noisy.scores()["label"] > 0.2
+    late = mon.scores()
+    assert late["label"] < 0.2 and not mon.drifted(late)
+    thin = build_reference(_reviews(100, 1), labels=labels[:20] * 2, label_set=labels)
+    mon = DriftMonitor(thin, window=500)
+    assert set(mon.unscored) == {"label"} and "reference from 40 rows" in mon.unscored["label"]
+    for text in _reviews(300, 7):
+        mon.observe(text, label="l30")  # a label the thin reference never saw: not scored, no flag
+    assert "label" not in mon.scores()
+
+
 def test_a_bad_reference_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="re-pack"):
         check_reference({"format": "edge-drift-reference", "version": 7})
@@ -98,3 +126,33 @@ def test_pack_puts_the_reference_in_the_manifest(tmp_path, gemma_gguf):
     # a run without inputs packs as before, without a reference
     bare = make_run_dir(tmp_path / "bare", gemma_gguf, SENTIMENT)
     assert REFERENCE_FILE not in load_bundle(pack_run(bare, "router-8gb", tmp_path / "b2")).manifest["files"]
+
+
+def test_a_head_runs_reference_counts_the_tokens_the_head_reads(tmp_path, gemma_gguf):
+    """A classifier head reads the input alone, not the generative prompt: the reference's
+    prompt_tokens must count the same tokens the served head reports, or in-distribution
+    traffic is flagged (it was: PSI 18 on the intents-zh bundle's own develop rows)."""
+    import numpy as np
+
+    from edge_runtime.bundle import load_bundle, pack_run
+    from edge_runtime.engines import bundle_predictor
+    from edge_runtime.heads import ClassifierHead
+    from edge_runtime.task import TaskSpec
+
+    run = _run_with_inputs(tmp_path, gemma_gguf)
+    (run / "train").mkdir()
+    head = ClassifierHead(np.zeros((2, 640), np.float32), ["positive", "negative"]).save(run / "train" / "head.npz")
+    (run / "train" / "record.json").write_text(json.dumps({"stage": "train", "outputs": {"head": str(head)}}))
+    task = TaskSpec.model_validate(SENTIMENT)
+    bundle = load_bundle(pack_run(run, "router-8gb", tmp_path / "bundle"))
+    pred = bundle_predictor(bundle, n_threads=2)
+    try:
+        live = [(t, pred.predict({"text": t}).prompt_tokens) for t in _reviews(30, 9)]
+    finally:
+        pred.close()
+    mon = DriftMonitor(bundle.read_json(REFERENCE_FILE), window=30, min_samples=30)
+    for text, n in live:
+        mon.observe(text, prompt_tokens=n)
+    assert mon.scores()["prompt_tokens"] < 0.1
+    rendered = [len(task.render_prompt({"text": t})) for t, _ in live]
+    assert min(rendered) > max(n for _, n in live)  # the generative prompt would have been far longer

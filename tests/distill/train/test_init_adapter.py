@@ -49,3 +49,35 @@ def test_init_adapter_is_checked_when_the_recipe_loads(tmp_path):
         load_recipe(ROOT / "recipes" / "quickstart.yaml", [f"student.init_adapter={tmp_path}"])
     with pytest.raises(RecipeError, match="needs student.method lora or qlora"):
         load_recipe(ROOT / "recipes" / "quickstart.yaml", [f"student.init_adapter={tmp_path}", "student.method=full"])
+
+
+def test_a_classifier_continues_its_adapter_and_head(small_student, receipts_recipe, receipt_rows, tiny_gemma_dir, tmp_path):
+    """student.head: classifier with init_adapter: the LoRA and the trained head (`score`) carry
+    on; a generate adapter or one trained for other labels is refused, naming the field."""
+    import numpy as np
+
+    from distill.train.classifier import train_classifier
+    from edge_runtime.heads import ClassifierHead
+    from edge_runtime.task import TaskSpec
+
+    task = TaskSpec.model_validate({"name": "mood", "kind": "classification", "input_field": "text",
+                                    "labels": ["happy", "sad"], "instructions": "Is the writer happy or sad?"})
+    words = ["great day", "awful news", "loved it", "so tired", "what fun", "lost again", "sunny walk", "rain all week"]
+    rows = [{"id": f"r{i}", "text": w, "answer": {"label": "happy" if i % 2 == 0 else "sad"}} for i, w in enumerate(words * 2)]
+    first = small_student(receipts_recipe, tiny_gemma_dir, max_steps=2, eval_steps=2, val_fraction=0.0)
+    train_classifier(first, task, rows, tmp_path / "first")
+    head = ClassifierHead.load(tmp_path / "first" / "head.npz").weight
+
+    again = small_student(receipts_recipe, tiny_gemma_dir, max_steps=1, eval_steps=1, val_fraction=0.0, learning_rate=1e-12)
+    again.init_adapter = tmp_path / "first" / "adapter"
+    train_classifier(again, task, rows[:4], tmp_path / "second")
+    assert np.allclose(ClassifierHead.load(tmp_path / "second" / "head.npz").weight, head, atol=1e-6)  # not a fresh head
+
+    renamed = task.model_copy(update={"labels": ["sad", "happy"]})
+    with pytest.raises(ValueError, match="student.init_adapter: .* trained for other labels"):
+        train_classifier(again, renamed, rows[:4], tmp_path / "third")
+    generate = small_student(receipts_recipe, tiny_gemma_dir, max_steps=1, eval_steps=1)
+    train_student(generate, receipts_recipe.task, receipt_rows[:4], tmp_path / "gen")
+    again.init_adapter = tmp_path / "gen" / "adapter"
+    with pytest.raises(ValueError, match="student.init_adapter: .* is a generate student's adapter"):
+        train_classifier(again, task, rows[:4], tmp_path / "fourth")
