@@ -22,6 +22,41 @@ from edge_runtime.predictor import Prediction
 from edge_runtime.task import TaskSpec
 
 
+def last_hidden(llm, text: str, n_embd: int) -> tuple[np.ndarray, int]:
+    """The last token's final hidden state of `text` and its token count, from a llama.cpp
+    model loaded in embedding mode with last-token pooling.
+
+    Not `Llama.embed`: in embedding mode llama.cpp makes every token of a pass an output,
+    so the vocabulary-sized output layer (262k rows for Gemma 3) would run once per token.
+    The tokens before the last go in with embeddings off and no output at all (the KV cache
+    only); the last token goes alone with embeddings on, so the output layer runs once:
+    the cost of prompt evaluation."""
+    import llama_cpp
+
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+    if len(tokens) > llm.n_ctx():
+        raise ValueError(f"input has {len(tokens)} tokens; the context holds {llm.n_ctx()}")
+    ctx, batch = llm._ctx, llm._batch
+    ctx.kv_cache_clear()
+    try:
+        llama_cpp.llama_set_embeddings(ctx.ctx, False)
+        step = llm.n_batch
+        for start in range(0, len(tokens) - 1, step):
+            chunk = tokens[start:min(start + step, len(tokens) - 1)]
+            batch.set_batch(chunk, n_past=start, logits_all=False)
+            batch.batch.logits[len(chunk) - 1] = False  # no output row: these only fill the cache
+            ctx.decode(batch)
+        llama_cpp.llama_set_embeddings(ctx.ctx, True)
+        batch.set_batch(tokens[-1:], n_past=len(tokens) - 1, logits_all=True)
+        ctx.decode(batch)
+        ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, 0)
+        state = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float32)
+    finally:
+        batch.reset()
+        llama_cpp.llama_set_embeddings(ctx.ctx, True)
+    return state, len(tokens)
+
+
 class HeadOnly(ValueError):
     """A text-generation call on a classifier bundle (the server answers it with a 400)."""
 
@@ -71,37 +106,8 @@ class LlamaCppHeadPredictor:
         return self.path.stat().st_size + self.head_bytes + (self.lora_path.stat().st_size if self.lora_path else 0)
 
     def hidden(self, text: str) -> tuple[np.ndarray, int]:
-        """The last token's final hidden state of `text` and its token count.
-
-        Not `Llama.embed`: in embedding mode llama.cpp makes every token of a pass an output,
-        so the vocabulary-sized output layer (262k rows for Gemma 3) would run once per token.
-        The tokens before the last go in with embeddings off and no output at all (the KV cache
-        only); the last token goes alone with embeddings on, so the output layer runs once:
-        the cost of prompt evaluation."""
-        import llama_cpp
-
-        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-        if len(tokens) > self.llm.n_ctx():
-            raise ValueError(f"input has {len(tokens)} tokens; the context holds {self.llm.n_ctx()}")
-        ctx, batch = self.llm._ctx, self.llm._batch
-        ctx.kv_cache_clear()
-        try:
-            llama_cpp.llama_set_embeddings(ctx.ctx, False)
-            step = self.llm.n_batch
-            for start in range(0, len(tokens) - 1, step):
-                chunk = tokens[start:min(start + step, len(tokens) - 1)]
-                batch.set_batch(chunk, n_past=start, logits_all=False)
-                batch.batch.logits[len(chunk) - 1] = False  # no output row: these only fill the cache
-                ctx.decode(batch)
-            llama_cpp.llama_set_embeddings(ctx.ctx, True)
-            batch.set_batch(tokens[-1:], n_past=len(tokens) - 1, logits_all=True)
-            ctx.decode(batch)
-            ptr = llama_cpp.llama_get_embeddings_seq(ctx.ctx, 0)
-            state = np.ctypeslib.as_array(ptr, shape=(self.head.hidden_size,)).astype(np.float32)
-        finally:
-            batch.reset()
-            llama_cpp.llama_set_embeddings(ctx.ctx, True)
-        return state, len(tokens)
+        """The last token's final hidden state of `text` and its token count (`last_hidden`)."""
+        return last_hidden(self.llm, text, self.head.hidden_size)
 
     def predict(self, example: dict[str, Any], context: str = "", timeout_s: float | None = None) -> Prediction:
         text = head_input(self.task, example)
