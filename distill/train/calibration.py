@@ -64,7 +64,7 @@ def ece_of_probs(confidences: list[float], correct: list[bool], bins: int = ECE_
     return float(total)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, l2: float = 1e-2,
+def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, l2: float = 1e-5,
                  steps: int = 50) -> np.ndarray:
     """Weighted logistic regression by Newton's method (the last column of `x` is the bias,
     left unpenalised): the retriever's abstention probability, fitted on validation rows only."""
