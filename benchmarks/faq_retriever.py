@@ -5,6 +5,7 @@ answer with abstention ("none" below the calibrated probability).
 
     python benchmarks/faq_retriever.py BUNDLE --data runs/faq-support/teach/eval.jsonl \
         --data data/unseen/stackfaq.jsonl
+    python benchmarks/faq_retriever.py --run runs/faq-support --data ...   (the fp32 HF student)
 
 Per file: recall@1 of each ranking on the answerable queries, the shipped answer's accuracy
 (abstaining on an answerable query counts wrong), false abstentions on answerable queries,
@@ -60,22 +61,40 @@ def score_file(pred, path: str) -> dict:
             "p50 answer ms": round(1000 * statistics.median(latencies), 1) if latencies else None}
 
 
+def hf_predictor(run_dir: str):
+    """The run's fp32 student with training's retriever file, over the run's knowledge base."""
+    from distill.eval.hf_retriever_predictor import HFRetrieverPredictor
+    from edge_runtime.layout import RunLayout
+    from edge_runtime.retrieval import task_for_run
+    from edge_runtime.task import TaskSpec
+
+    run = RunLayout(run_dir)
+    task = task_for_run(TaskSpec.model_validate(run.read_recipe().task), run_dir)
+    task.attach_knowledge_base(run_dir)
+    return HFRetrieverPredictor(run.merged_dir, run.root / "train" / "retriever.npz", task)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("bundle", help="a bundle packed from a student.head: retriever run")
+    ap.add_argument("bundle", nargs="?", help="a bundle packed from a student.head: retriever run")
+    ap.add_argument("--run", help="instead of a bundle: a run directory whose train stage wrote the retriever "
+                    "(its fp32 merged body and training's entry embeddings, before quantization)")
     ap.add_argument("--data", action="append", required=True, help="JSONL of {query, faq_id} (repeatable)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    bundle = load_bundle(args.bundle)
-    if bundle.manifest.get("answers_with") != "retriever":
-        raise SystemExit(f"{args.bundle} has no retriever head; give a bundle packed from a student.head: retriever run")
-    pred = bundle_predictor(bundle, n_threads=args.threads)
+    if args.run:
+        pred = hf_predictor(args.run)
+    else:
+        bundle = load_bundle(args.bundle)
+        if bundle.manifest.get("answers_with") != "retriever":
+            raise SystemExit(f"{args.bundle} has no retriever head; give a bundle packed from a student.head: retriever run")
+        pred = bundle_predictor(bundle, n_threads=args.threads)
     try:
         print(f"dense weight {pred.head.dense_weight} (chosen on validation), rrf_k {pred.head.rrf_k}")
         for path in args.data:
             print(json.dumps(score_file(pred, path), ensure_ascii=False))
     finally:
-        pred.close()
+        getattr(pred, "close", lambda: None)()
 
 
 if __name__ == "__main__":
