@@ -311,6 +311,19 @@ class TrainingConfig(Strict):
         None, description="faq tasks: candidate order and \"none\" labels in training prompts (None: the defaults)")
 
 
+class RetrieverConfig(Strict):
+    """A faq student as a query/entry embedder fused with BM25 (distill/train/retriever.py says how)."""
+
+    unanswerable_rate: float = Field(0.05, ge=0, lt=1, description="the share of queries you expect no FAQ entry to "
+                                     "answer: the prior with which abstention (\"none\") is fitted on the validation "
+                                     "split; higher abstains more often")
+    hard_negatives: int = Field(3, ge=0, le=32, description="BM25's best wrong entries per training query, one drawn "
+                                "per step as a hard negative beside the batch's other entries (0: in-batch only)")
+    temperature: float = Field(0.05, gt=0, le=1, description="InfoNCE temperature on cosine similarities (0.05 is the "
+                               "usual choice for contrastive text embedders)")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant (Cormack et al. 2009: 60)")
+
+
 # student.head when the recipe leaves it out, per task kind: measured choices (docs/results.md,
 # "Task heads"); extraction always generates.
 HEAD_DEFAULTS = {"extraction": "generate", "classification": "generate", "faq": "generate"}
@@ -321,11 +334,13 @@ class StudentConfig(Strict):
     method: Literal["lora", "qlora", "full"] = Field("lora", description="lora: adapters on frozen weights; qlora: "
                                                      "the same on a 4-bit NF4 base (GPU only, less memory); full: every "
                                                      "weight (the most memory)")
-    head: Literal["generate", "classifier"] | None = Field(
+    head: Literal["generate", "classifier", "retriever"] | None = Field(
         None, description="how the student answers: generate (JSON text, token by token, constrained to the task's "
-        "schema) or classifier (classification only: a linear head on the final hidden state scores every label "
+        "schema), classifier (classification only: a linear head on the final hidden state scores every label "
         "in one forward pass and gives a calibrated distribution; the device runs the GGUF body in llama.cpp "
-        "(one prompt-evaluation pass, the final hidden state tapped) plus the head with numpy). None: the task kind's default (HEAD_DEFAULTS)")
+        "(one prompt-evaluation pass, the final hidden state tapped) plus the head with numpy) or retriever (faq with a knowledge base only: the body embeds "
+        "queries and entries, fused with BM25, \"none\" below a calibrated probability; see student.retriever). "
+        "None: the task kind's default (HEAD_DEFAULTS)")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="the adapters (lora and qlora methods)")
     init_adapter: Path | None = Field(
         None, description="continue from this LoRA adapter folder (a previous run's train/adapter, relative to the "
@@ -333,6 +348,8 @@ class StudentConfig(Strict):
         "data.logs) teach, in fewer steps; its r, alpha and target modules apply, `lora` is ignored; a classifier "
         "student (student.head: classifier) continues its trained head too. None: fresh")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="the optimisation")
+    retriever: RetrieverConfig = Field(default_factory=RetrieverConfig, description="student.head: retriever only: "
+                                       "negatives, temperature, fusion and the expected unanswerable rate")
 
 
 class EvalConfig(Strict):
@@ -423,9 +440,19 @@ class Recipe(Strict):
             if lora_types:
                 raise ValueError(f"quantize.types {lora_types}: a classifier student ships its merged body (plus the "
                                  f"head file); use plain types such as q8_0 or q4_k_m")
-        if self.student.init_adapter is not None and self.student.method == "full":
-            raise ValueError("student.init_adapter continues a LoRA adapter: it needs student.method lora or qlora; "
-                             "remove it or change that")
+        if self.student.head == "retriever":
+            if not (self.task.kind == "faq" and self.task.knowledge_base):
+                raise ValueError("student.head: retriever is for faq tasks with task.knowledge_base (use student.head: "
+                                 "generate)")
+            if self.student.method != "lora":
+                raise ValueError("student.head: retriever trains with student.method: lora")
+            lora_types = [t for t in self.quantize.types if t.endswith("+lora")]
+            if lora_types:
+                raise ValueError(f"quantize.types {lora_types}: a retriever student ships its merged body (plus "
+                                 f"retriever.npz); use plain types such as q8_0 or q4_k_m")
+        if self.student.init_adapter is not None and (self.student.method == "full" or student_head(self) != "generate"):
+            raise ValueError("student.init_adapter continues a LoRA adapter: it needs student.method lora or qlora and "
+                             "the generate head; remove it or change those")
         if self.curate.index_queries and not (self.task.kind == "faq" and self.task.knowledge_base):
             raise ValueError("curate.index_queries attaches training queries to a knowledge base: it needs a faq task "
                              "with task.knowledge_base; remove it or set those")

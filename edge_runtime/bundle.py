@@ -144,7 +144,10 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
         raise FileNotFoundError(f"model not found: {model}")
     if adapter is not None and not Path(adapter).is_file():
         raise FileNotFoundError(f"LoRA adapter not found: {adapter}")
-    if head is not None:
+    retriever = head is not None and is_retriever_file(head)
+    if retriever and not (task.kind == "faq" and task.knowledge_base):
+        raise ValueError(f"a retriever head is for faq tasks with a knowledge base; task {task.name!r} is {task.kind}")
+    if head is not None and not retriever:
         from edge_runtime.heads import ClassifierHead
 
         if task.kind != "classification":
@@ -163,7 +166,14 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
     _link_or_copy(model, tmp / model_name)
     if adapter is not None:
         _link_or_copy(Path(adapter), tmp / ADAPTER)
-    if head is not None:
+    if retriever:  # the entries embedded by the shipped GGUF itself, as queries will be
+        from edge_runtime.engines.retriever import LlamaCppRetrieverPredictor
+        from edge_runtime.retriever import RETRIEVER_FILE, RetrieverHead
+
+        embedder = LlamaCppRetrieverPredictor(model, task, RetrieverHead.load(head), embed_entries=True)
+        embedder.head.save(tmp / RETRIEVER_FILE)
+        embedder.close()
+    elif head is not None:
         from edge_runtime.heads import HEAD_FILE
 
         shutil.copyfile(head, tmp / HEAD_FILE)
@@ -195,9 +205,11 @@ def pack(model: Path, task: TaskSpec, out_dir: Path, profile: str = layout.PROFI
 
         _write_json(tmp / REFERENCE_FILE, check_reference(drift_reference))
     from edge_runtime.heads import HEAD_FILE
+    from edge_runtime.retriever import RETRIEVER_FILE
 
     write_manifest(tmp, {"model": model_name, **({"adapter": ADAPTER} if adapter is not None else {}),
-                         **({"head": HEAD_FILE, "answers_with": "classifier"} if head is not None else {}),
+                         **({"head": HEAD_FILE, "answers_with": "classifier"} if head is not None and not retriever else {}),
+                         **({"head": RETRIEVER_FILE, "answers_with": "retriever"} if retriever else {}),
                          "task": task.name, "kind": task.kind, "profile": profile, "fits": fitted.fits})
     _replace_dir(tmp, out_dir)
     return out_dir
@@ -275,8 +287,15 @@ def pack_run(run_dir: Path, profile: str, out_dir: Path, overwrite: bool = False
                 adapter=Path(adapter) if adapter else None, drift_reference=reference, head=run_head(run_dir))
 
 
+def is_retriever_file(head: Path) -> bool:
+    """Whether a run's head file is a retriever's (`retriever.npz`) rather than a classifier's."""
+    from edge_runtime.retriever import RETRIEVER_FILE
+
+    return Path(head).name == RETRIEVER_FILE
+
+
 def run_head(run_dir: Path) -> Path | None:
-    """A run's classifier head (`train/head.npz`, named by the train record), or None."""
+    """A run's head (`train/head.npz` or `train/retriever.npz`, named by the train record), or None."""
     run = layout.RunLayout(run_dir)
     record = run.record("train")
     if not record.is_file():

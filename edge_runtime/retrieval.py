@@ -162,11 +162,15 @@ class KnowledgeBase:
         leaving it out gives the condition of a new query, whose own words are never there."""
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
-        tokens = tokenize(query)
-        owner = self._phrasing_owner.get(query.strip()) if held_out else None
-        scores = self._bm25.scores(tokens, remove=None if owner is None else (owner, tokens))
+        scores = self.scores(query, held_out)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.entries[i].id, float(scores[i])) for i in order if scores[i] > 0]
+
+    def scores(self, query: str, held_out: bool = False) -> np.ndarray:
+        """BM25's score of every entry for `query`, in `ids` order (`held_out` as in `top_k`)."""
+        tokens = tokenize(query)
+        owner = self._phrasing_owner.get(query.strip()) if held_out else None
+        return self._bm25.scores(tokens, remove=None if owner is None else (owner, tokens))
 
     def with_queries(self, phrasings: dict[str, list[str]]) -> "KnowledgeBase":
         """A copy whose entries also carry `phrasings[faq_id]` as known phrasings (new ones

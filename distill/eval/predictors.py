@@ -109,13 +109,20 @@ def teacher_predictor(recipe, run_dir: Path | None = None) -> Built:
 
 
 def _gguf(path: Path, recipe, name: str, adapter: Path | None = None, head: Path | None = None) -> Built:
+    from edge_runtime.bundle import is_retriever_file
     from edge_runtime.engines.llamacpp import LlamaCppPredictor
 
     if not path.is_file():
         raise PredictorUnavailable(f"GGUF not found: {path} (run the quantize stage, or give gguf:<path to a .gguf>)")
     if adapter is not None and not adapter.is_file():
         raise PredictorUnavailable(f"LoRA adapter GGUF not found: {adapter} (run the quantize stage again)")
-    if head is not None:  # a classifier student: the GGUF body (final hidden state) plus the head
+    if head is not None and is_retriever_file(head):  # the body embeds; entries re-embedded by this GGUF
+        from edge_runtime.engines.retriever import LlamaCppRetrieverPredictor
+        from edge_runtime.retriever import RetrieverHead
+
+        pred = LlamaCppRetrieverPredictor(path, recipe.task, RetrieverHead.load(head), name=name,
+                                          n_ctx=recipe.target.n_ctx, embed_entries=True)
+    elif head is not None:  # a classifier student: the GGUF body (final hidden state) plus the head
         from edge_runtime.engines.head import LlamaCppHeadPredictor
         from edge_runtime.heads import ClassifierHead
 
@@ -220,10 +227,10 @@ def _bundle(path: Path, recipe, name: str) -> Built:
 
 
 def _run_head(recipe, run_dir: Path) -> Path | None:
-    """The run's classifier head for a `student.head: classifier` recipe (None otherwise)."""
+    """The run's head file for a `student.head: classifier` or `retriever` recipe (None otherwise)."""
     from distill.recipe import student_head
 
-    if student_head(recipe) != "classifier":
+    if student_head(recipe) not in ("classifier", "retriever"):
         return None
     from edge_runtime.bundle import run_head
 
@@ -232,7 +239,8 @@ def _run_head(recipe, run_dir: Path) -> Path | None:
     except FileNotFoundError as exc:
         raise PredictorUnavailable(str(exc)) from exc
     if head is None:
-        raise PredictorUnavailable(f"no classifier head in {RunLayout(run_dir).head.parent}: run the train stage first")
+        raise PredictorUnavailable(f"no {student_head(recipe)} head in {RunLayout(run_dir).head.parent}: run the train "
+                                   f"stage first")
     return head
 
 
@@ -248,8 +256,10 @@ def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
         head = _run_head(recipe, run_dir)
         if head is not None:
             from distill.eval.hf_head_predictor import HFHeadPredictor
+            from distill.eval.hf_retriever_predictor import HFRetrieverPredictor
+            from edge_runtime.bundle import is_retriever_file
 
-            pred = HFHeadPredictor(merged, head, recipe.task)
+            pred = (HFRetrieverPredictor if is_retriever_file(head) else HFHeadPredictor)(merged, head, recipe.task)
             return Built("student", "student", pred, "self-hosted", pred.size_bytes, model=str(merged),
                          facts={"engine": "transformers", "head": str(head), "device": pred.device})
         return _hf(merged, recipe, "student")

@@ -77,6 +77,10 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
         from distill.train.classifier import train_classifier
 
         return train_classifier(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)
+    if student_head(ctx.recipe) == "retriever":
+        from distill.train.retriever import train_retriever
+
+        return train_retriever(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)
     from distill.train import train_student
 
     return train_student(ctx.recipe.student, ctx.recipe.task, rows, ctx.dir)

@@ -62,3 +62,24 @@ def ece_of_probs(confidences: list[float], correct: list[bool], bins: int = ECE_
         if inside.any():
             total += inside.mean() * abs(conf[inside].mean() - ok[inside].mean())
     return float(total)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, l2: float = 1e-5,
+                 steps: int = 50) -> np.ndarray:
+    """Weighted logistic regression by Newton's method (the last column of `x` is the bias,
+    left unpenalised): the retriever's abstention probability, fitted on validation rows only."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum() if w.sum() > 0 else w
+    penalty = np.full(x.shape[1], l2)
+    penalty[-1] = 0.0
+    beta = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -60, 60)))
+        grad = x.T @ (w * (p - y)) + penalty * beta
+        hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(penalty) + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta

@@ -144,14 +144,15 @@ def _logits(model, examples: list[dict], collate: Collator, batch: int = 32):
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
-def save_body_as_causal_lm(seq_cls_model, base_path: str, merged_dir: Path, tokenizer) -> None:
-    """Write the merged body into an ordinary causal-LM checkpoint of the base (its own tied
-    output layer kept), so GGUF conversion and llama.cpp treat it like any student."""
+def save_body_as_causal_lm(body, base_path: str, merged_dir: Path, tokenizer) -> None:
+    """Write the merged body (the base model without its output layer) into an ordinary
+    causal-LM checkpoint of the base (its own tied output layer kept), so GGUF conversion and
+    llama.cpp treat it like any student."""
     import torch
     from transformers import AutoModelForCausalLM
 
     causal = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    missing, unexpected = causal.model.load_state_dict(seq_cls_model.model.state_dict(), strict=False)
+    missing, unexpected = causal.model.load_state_dict(body.state_dict(), strict=False)
     if unexpected or [k for k in missing if "rotary" not in k]:
         raise RuntimeError(f"the classifier body does not match the base's layout (missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]})")
@@ -264,7 +265,7 @@ def train_classifier(student, task, rows: list[dict], out_dir: Path, callbacks: 
         merged = model.merge_and_unload()
         weight = merged.score.weight.detach().float().cpu().numpy()
         ClassifierHead(weight, list(task.labels), temperature).save(head_path)
-        save_body_as_causal_lm(merged, base_path, merged_dir, tokenizer)
+        save_body_as_causal_lm(merged.model, base_path, merged_dir, tokenizer)
     history = trainer.state.log_history
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     metrics = {

@@ -2,8 +2,12 @@
 
 
 def bundle_predictor(bundle, **kwargs):
-    """The predictor a verified bundle answers with: its classifier head (`head.npz` in the
-    manifest) on llama.cpp embeddings, else the generative `LlamaCppPredictor`."""
+    """The predictor a verified bundle answers with: its retriever (`retriever.npz`) or
+    classifier head (`head.npz`) on llama.cpp embeddings, else the generative `LlamaCppPredictor`."""
+    if bundle.manifest.get("answers_with") == "retriever":
+        from edge_runtime.engines.retriever import LlamaCppRetrieverPredictor
+
+        return LlamaCppRetrieverPredictor.from_bundle(bundle, **kwargs)
     if bundle.manifest.get("head"):
         from edge_runtime.engines.head import LlamaCppHeadPredictor
 
