@@ -450,9 +450,9 @@ class Recipe(Strict):
             if lora_types:
                 raise ValueError(f"quantize.types {lora_types}: a retriever student ships its merged body (plus "
                                  f"retriever.npz); use plain types such as q8_0 or q4_k_m")
-        if self.student.init_adapter is not None and (self.student.method == "full" or student_head(self) != "generate"):
-            raise ValueError("student.init_adapter continues a LoRA adapter: it needs student.method lora or qlora and "
-                             "the generate head; remove it or change those")
+        if self.student.init_adapter is not None and (self.student.method == "full" or student_head(self) == "retriever"):
+            raise ValueError("student.init_adapter continues a LoRA adapter (and a classifier's head): it needs "
+                             "student.method lora or qlora and the generate or classifier head; remove it or change those")
         if self.curate.index_queries and not (self.task.kind == "faq" and self.task.knowledge_base):
             raise ValueError("curate.index_queries attaches training queries to a knowledge base: it needs a faq task "
                              "with task.knowledge_base; remove it or set those")
