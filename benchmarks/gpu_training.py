@@ -51,7 +51,7 @@ def train_case(shape: str, method: str, batch: int, seq: int, answer: int, steps
 
     from distill.models.resolve import hf_config_for
     from distill.train.loss import answer_only_loss
-    from distill.train.memory import estimate
+    from distill.train.memory import TrainingShape, estimate
 
     cfg = hf_config_for(shape)
     torch.manual_seed(0)
@@ -90,8 +90,8 @@ def train_case(shape: str, method: str, batch: int, seq: int, answer: int, steps
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated()
-    est = estimate(cfg, method, r, "all-linear", batch, seq, batch * answer, gc, True,
-                   weight_bytes=2, act_bytes=2, device="cuda")
+    est = estimate(cfg, TrainingShape(method, r, "all-linear", batch, seq, batch * answer, gc, True,
+                                      weight_bytes=2, act_bytes=2, device="cuda"))
     del model, opt
     torch.cuda.empty_cache()
     return {"case": f"{shape} {method}", "batch": batch, "seq": seq, "gradient_checkpointing": gc,

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_runtime.server import create_app  # noqa: E402
 from tests.edge_runtime.conftest import LiveServer  # noqa: E402
+from edge_runtime.server_settings import ServerSettings
 
 
 def main() -> int:
@@ -31,7 +32,7 @@ def main() -> int:
     ap.add_argument("--max-queue", type=int, default=4)
     ap.add_argument("--json")
     a = ap.parse_args()
-    app = create_app(a.bundle, max_queue=a.max_queue)
+    app = create_app(a.bundle, ServerSettings(max_queue=a.max_queue))
     task = app.state.bundle.task
     proc = psutil.Process()
     with LiveServer(app) as live:

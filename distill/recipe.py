@@ -436,7 +436,7 @@ class Recipe(Strict):
                                  f"(use student.head: generate)")
             if self.student.method != "lora":
                 raise ValueError("student.head: classifier trains with student.method: lora")
-            lora_types = [t for t in self.quantize.types if t.endswith("+lora")]
+            lora_types = [t for t in self.quantize.types if gguf_types.split_type(t)[1]]
             if lora_types:
                 raise ValueError(f"quantize.types {lora_types}: a classifier student ships its merged body (plus the "
                                  f"head file); use plain types such as q8_0 or q4_k_m")

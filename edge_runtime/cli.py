@@ -58,18 +58,21 @@ def _serve(a) -> int:
     from edge_runtime.production import settings_from_flags
     from edge_runtime.security import check_bind
     from edge_runtime.server import serve
+    from edge_runtime.server_settings import ServerSettings
 
     api_key = _api_key(a)
     loop = settings_from_flags(a)  # flag errors before the model loads
     check_bind(a.host, api_key, a.insecure_no_key)  # before the model loads
-    serve(a.bundle, host=a.host, port=a.port, api_key=api_key, max_queue=a.max_queue, timeout_s=a.timeout,
-          max_body_bytes=a.max_body, parallel=a.parallel, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
-          teacher_key_env=a.teacher_key_env, n_threads=a.threads, request_timeout_s=a.request_timeout or None,
-          decoding=_decoding_flags(a), allowed_hosts=tuple(a.allowed_host), insecure_no_key=a.insecure_no_key,
-          max_tokens_cap=a.max_tokens, loop=loop, max_image_pixels=a.max_image_pixels,
-          escalation_max_per_hour=a.escalation_max_per_hour, escalation_max_usd_per_hour=a.escalation_max_usd_per_hour,
-          teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m,
-          teacher_privacy=_privacy_flags(a), gpu_layers=a.gpu_layers, admin_token=_admin_token(a))
+    settings = ServerSettings(
+        host=a.host, allowed_hosts=tuple(a.allowed_host), api_key=api_key, admin_token=_admin_token(a),
+        max_queue=a.max_queue, timeout_s=a.timeout, request_timeout_s=a.request_timeout or None,
+        max_body_bytes=a.max_body, max_tokens_cap=a.max_tokens, max_image_pixels=a.max_image_pixels,
+        parallel=a.parallel, n_threads=a.threads, decoding=_decoding_flags(a), gpu_layers=a.gpu_layers,
+        teacher_url=a.teacher_url, teacher_model=a.teacher_model, teacher_key_env=a.teacher_key_env,
+        teacher_price_input_per_m=a.teacher_price_input_per_m, teacher_price_output_per_m=a.teacher_price_output_per_m,
+        teacher_privacy=_privacy_flags(a), escalation_max_per_hour=a.escalation_max_per_hour,
+        escalation_max_usd_per_hour=a.escalation_max_usd_per_hour, loop=loop)
+    serve(a.bundle, settings, port=a.port, insecure_no_key=a.insecure_no_key)
     return 0
 
 
@@ -198,6 +201,8 @@ def _compare(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edge_runtime.server_settings import DEFAULTS as SERVER
+
     p = argparse.ArgumentParser(prog="edge-runtime", description="Run distilled task models offline on a device.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -232,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve a bundle offline: OpenAI-compatible and task endpoints")
     s.add_argument("bundle")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default=SERVER.host)
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--api-key", default=None, help="require this key (Authorization: Bearer KEY); visible in `ps`, "
                    "prefer --api-key-env or --api-key-file")
@@ -246,15 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a non-loopback --host without an API key (anyone who reaches it may use the model)")
     s.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="most tokens one OpenAI request may generate (clamps the client's max_tokens; default: 4096)")
-    s.add_argument("--max-queue", type=int, default=16, help="waiting requests before 429")
-    s.add_argument("--max-image-pixels", type=int, default=40_000_000, metavar="N",
+    s.add_argument("--max-queue", type=int, default=SERVER.max_queue, help="waiting requests before 429")
+    s.add_argument("--max-image-pixels", type=int, default=SERVER.max_image_pixels, metavar="N",
                    help="refuse uploaded images larger than this (413, read from the header before decoding)")
-    s.add_argument("--queue-timeout", "--timeout", dest="timeout", type=float, default=120.0, metavar="SECONDS",
+    s.add_argument("--queue-timeout", "--timeout", dest="timeout", type=float, default=SERVER.timeout_s, metavar="SECONDS",
                    help="queue wait timeout: seconds a request may wait for a free model slot before 504 (default 120)")
-    s.add_argument("--request-timeout", type=float, default=120.0, metavar="SECONDS",
+    s.add_argument("--request-timeout", type=float, default=SERVER.request_timeout_s, metavar="SECONDS",
                    help="generation timeout: seconds one request may generate once it holds a slot; llama.cpp is "
                         "stopped and the client gets 504 (default 120; 0 = no limit)")
-    s.add_argument("--max-body", type=int, default=8 * 1024 * 1024, metavar="BYTES",
+    s.add_argument("--max-body", type=int, default=SERVER.max_body_bytes, metavar="BYTES",
                    help="largest request body in bytes, chunked bodies included; more gets 413 (default 8 MiB)")
     s.add_argument("--parallel", type=int, default=None, help="model slots (default: the bundle's)")
     s.add_argument("--teacher-url", default=None,

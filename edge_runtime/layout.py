@@ -50,11 +50,19 @@ MERGED_DIR = "merged"  # train
 HEAD_FILE = "head.npz"  # train (student.head: classifier) and bundle: the classifier head
 ADAPTER_GGUF = "adapter-f16.gguf"  # a `<q>+lora` artifact's F16 LoRA adapter
 IMATRIX_GGUF = "imatrix.gguf"
+MODEL_NAME = "model"  # the prefix of a run's model files; `quantize gguf --name` chooses another
 
 
-def model_gguf(qtype: str) -> str:
-    """`model-<q>.gguf`: the merged student quantized to `qtype` (a plain type)."""
-    return f"model-{qtype}.gguf"
+def model_gguf(qtype: str, name: str = MODEL_NAME) -> str:
+    """`model-<q>.gguf`: the merged student quantized to `qtype` (a plain type); `<name>-<q>.gguf`
+    for another name."""
+    return f"{name}-{qtype}.gguf"
+
+
+def imatrix_gguf(name: str = MODEL_NAME) -> str:
+    """`imatrix.gguf` beside a run's model files; `<name>-imatrix.gguf` beside another name's, so
+    models of several names can share one folder."""
+    return IMATRIX_GGUF if name == MODEL_NAME else f"{name}-{IMATRIX_GGUF}"
 
 
 def base_gguf(qtype: str) -> str:

@@ -38,7 +38,7 @@ WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 def body_limit_message(limit: int) -> str:
     return (f"request body too large: over the limit of {limit} bytes; send less, or raise the limit "
-            f"with `edge-runtime serve --max-body BYTES` (create_app(max_body_bytes=...))")
+            f"with `edge-runtime serve --max-body BYTES` (ServerSettings(max_body_bytes=...))")
 
 
 class BodyLimit:

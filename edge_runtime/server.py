@@ -26,14 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge_runtime import layout
 from edge_runtime.budget import server_budget
 from edge_runtime.bundle import Bundle, load_bundle
-from edge_runtime.production import LoopSettings, ProductionLoop
+from edge_runtime.production import ProductionLoop
 from edge_runtime.router import Router, operator_teacher, suggested_teacher
 from edge_runtime.security import BodyLimit, HostPolicy, RequestGuard, authorised, body_limit_message, install_error_handlers
 from edge_runtime.structured import ResponseFormatError, chat_prompt, schema_of
-from edge_runtime.uploads import MAX_PIXELS, OcrGate
-
-DEFAULT_MAX_BODY = 8 * 1024 * 1024
-DEFAULT_REQUEST_TIMEOUT = 120.0
+from edge_runtime.server_settings import DEFAULTS, ServerSettings
+from edge_runtime.uploads import OcrGate
 
 
 # ---- request bodies ----------------------------------------------------------------
@@ -192,36 +190,10 @@ class Slots:
 
 
 # ---- the app -----------------------------------------------------------------------
-def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_queue: int = 16,
-               timeout_s: float = 120.0, max_body_bytes: int = DEFAULT_MAX_BODY, parallel: int | None = None,
-               teacher_url: str | None = None, teacher_model: str | None = None, n_threads: int | None = None,
-               prefix_reuse: bool = True, max_tokens_cap: int | None = None,
-               request_timeout_s: float | None = DEFAULT_REQUEST_TIMEOUT,
-               decoding: dict[str, Any] | None = None, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (),
-               teacher_key_env: str | None = None, loop: LoopSettings | None = None,
-               max_image_pixels: int = MAX_PIXELS, escalation_max_per_hour: int | None = None,
-               escalation_max_usd_per_hour: float | None = None, teacher_price_input_per_m: float | None = None,
-               teacher_price_output_per_m: float | None = None, teacher_privacy: dict[str, Any] | None = None,
-               gpu_layers: int | None = None, admin_token: str | None = None) -> FastAPI:
-    """A FastAPI app serving one verified bundle. `max_tokens_cap` clamps what a client may
-    ask for (a small device should not generate 4096 tokens for one caller). `timeout_s` is
-    the queue wait timeout (seconds to wait for a free slot); `decoding` overrides the bundle's
-    decoding settings (speculation, draft length); `request_timeout_s` the
-    generation timeout (seconds one request may generate once it holds a slot; None: no
-    limit). Both are read per request from `app.state.slots.timeout_s` and
-    `app.state.request_timeout_s`. `host` is the address the server is bound to and
-    `allowed_hosts` more names it answers to (the Host check of `edge_runtime.security`).
-    Escalation is on only when `teacher_url` is given: the bundle's teacher is a suggestion
-    (see `router.operator_teacher`), and the key comes from the operator's `teacher_key_env`.
-    `loop`: the request log, answer cache and drift settings (`edge_runtime.production`).
-    `max_image_pixels`: uploads declaring more are refused (413) before decoding; OCR runs in
-    the slots (`edge_runtime.uploads`). `escalation_max_per_hour` / `escalation_max_usd_per_hour`:
-    the teacher budget over a sliding hour (`edge_runtime.budget`; the USD one needs the
-    teacher's prices per million tokens); past it the student's answer is returned, flagged.
-    Prices not given are the model's list prices (`edge_runtime/prices.yaml`). `teacher_privacy`:
-    masking, local hosts and the audit log (`router.operator_teacher`'s keyword arguments).
-    `gpu_layers`: layers llama.cpp offloads to the GPU (default: the bundle's profile's).
-    `admin_token`: turns on `POST /admin/reload`, the hot swap to a new bundle (`edge_runtime.hotswap`)."""
+def create_app(bundle: Bundle | str | Path, settings: ServerSettings = DEFAULTS) -> FastAPI:
+    """A FastAPI app serving one verified bundle, run as `settings` says (each field is described
+    in `edge_runtime.server_settings`). The queue wait and generation timeouts are read per
+    request from `app.state.slots.timeout_s` and `app.state.request_timeout_s`."""
     from edge_runtime.engines import bundle_predictor
     from edge_runtime.engines.llamacpp import GenerationTimeout
 
@@ -230,12 +202,17 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         bundle = load_bundle(bundle)
     task, gen = bundle.task, bundle.generation
     metrics = Metrics()
-    teacher = operator_teacher(bundle.generation, teacher_url, teacher_model, teacher_key_env,
-                               teacher_price_input_per_m, teacher_price_output_per_m, **(teacher_privacy or {}))
-    budget = server_budget(teacher, escalation_max_per_hour, escalation_max_usd_per_hour, metrics.registry)
-    n_slots = parallel or int(gen.get("parallel", layout.PARALLEL))
-    predictors = [bundle_predictor(bundle, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse,
-                                                decoding=decoding, n_gpu_layers=gpu_layers) for i in range(n_slots)]
+    s = settings
+    teacher = operator_teacher(bundle.generation, s.teacher_url, s.teacher_model, s.teacher_key_env,
+                               s.teacher_price_input_per_m, s.teacher_price_output_per_m, **(s.teacher_privacy or {}))
+    budget = server_budget(teacher, s.escalation_max_per_hour, s.escalation_max_usd_per_hour, metrics.registry)
+    n_slots = s.parallel or int(gen.get("parallel", layout.PARALLEL))
+
+    def slot_predictors(b: Bundle) -> list:
+        return [bundle_predictor(b, name=f"slot{i}", n_threads=s.n_threads, prefix_reuse=s.prefix_reuse,
+                                 decoding=s.decoding, n_gpu_layers=s.gpu_layers) for i in range(n_slots)]
+
+    predictors = slot_predictors(bundle)
     router = Router(task, float(gen.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)), teacher, budget)
     if teacher is None and suggested_teacher(gen):
         import logging
@@ -243,30 +220,30 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         logging.getLogger("edge_runtime.server").warning(
             "the bundle suggests escalating to %s; escalation is off until you enable it with "
             "`edge-runtime serve --teacher-url URL [--teacher-key-env NAME]`", suggested_teacher(gen))
-    slots = Slots(predictors, max_queue, timeout_s, metrics)
+    slots = Slots(predictors, s.max_queue, s.timeout_s, metrics)
     app = FastAPI(title="edge-runtime", version="1", description=f"Serves task {task.name!r} ({task.kind}) offline.")
     app.state.bundle, app.state.slots, app.state.router, app.state.metrics = bundle, slots, router, metrics
-    app.state.request_timeout_s = request_timeout_s
-    app.state.ocr = ocr = OcrGate(slots, metrics.registry, max_image_pixels)
-    app.state.loop = production = ProductionLoop(bundle, router, loop, metrics.registry)
+    app.state.request_timeout_s = s.request_timeout_s
+    app.state.ocr = ocr = OcrGate(slots, metrics.registry, s.max_image_pixels)
+    app.state.loop = production = ProductionLoop(bundle, router, s.loop, metrics.registry)
     model_id = app.state.model_id = bundle.manifest["model"]
 
     # Innermost: Host, Origin, Content-Type and strict JSON, for every route; inside the body
     # limit, so reading the body there still counts against it.
-    app.add_middleware(RequestGuard, policy=HostPolicy(host, allowed_hosts), upload_prefixes=("/v1/tasks/",))
+    app.add_middleware(RequestGuard, policy=HostPolicy(s.host, s.allowed_hosts), upload_prefixes=("/v1/tasks/",))
     # Inside `guard` (added before it, so inner): the 413 then rises within the app's own read of
     # the body, where the exception handler answers it; `guard` still counts it.
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         start = time.perf_counter()
         endpoint = request.url.path if not request.url.path.startswith("/v1/tasks/") else "/v1/tasks"
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            msg = body_limit_message(max_body_bytes) if length.isdigit() else f"bad Content-Length {length[:40]!r}"
+        if length is not None and (not length.isdigit() or int(length) > s.max_body_bytes):
+            msg = body_limit_message(s.max_body_bytes) if length.isdigit() else f"bad Content-Length {length[:40]!r}"
             resp = JSONResponse({"error": msg}, 413)
-        elif api_key and request.url.path not in ("/healthz", "/openapi.json") and not authorised(request.headers, api_key):
+        elif s.api_key and request.url.path not in ("/healthz", "/openapi.json") and not authorised(request.headers, s.api_key):
             resp = JSONResponse({"error": "missing or wrong API key: send Authorization: Bearer <key>"}, 401)
         else:
             try:
@@ -306,7 +283,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest):
-        kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
+        kw = dict(max_tokens=min(body.max_tokens, s.max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed)
         kw["timeout_s"] = app.state.request_timeout_s
         if (schema := _structured(body)) is not None:
             return await _generate(lambda p: p.complete_json(body.prompt, schema, **kw), None, False)
@@ -315,7 +292,7 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest):
         msgs = [m.model_dump() for m in body.messages]
-        kw = dict(max_tokens=min(body.max_tokens, max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed,
+        kw = dict(max_tokens=min(body.max_tokens, s.max_tokens_cap or body.max_tokens), temperature=body.temperature, top_p=body.top_p, stop=body.stop, seed=body.seed,
                   timeout_s=app.state.request_timeout_s)
 
         if (schema := _structured(body)) is not None:
@@ -472,12 +449,10 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
         async with swap_lock:
             new = await asyncio.to_thread(load_bundle, path or bundle_path)
             same_task(bundle, new)
-            new_predictors = await asyncio.to_thread(lambda: [bundle_predictor(
-                new, name=f"slot{i}", n_threads=n_threads, prefix_reuse=prefix_reuse, decoding=decoding,
-                n_gpu_layers=gpu_layers) for i in range(n_slots)])
+            new_predictors = await asyncio.to_thread(slot_predictors, new)
             new_router = Router(new.task, float(new.generation.get("confidence_threshold", layout.CONFIDENCE_THRESHOLD)),
                                 teacher, budget)
-            new_slots = Slots(new_predictors, max_queue, slots.timeout_s, metrics)
+            new_slots = Slots(new_predictors, s.max_queue, slots.timeout_s, metrics)
             old_slots, old_id = slots, production.bundle_id
             # one step on the event loop: every request from here on gets the new bundle
             production = production.handover(new, new_router, metrics.registry)
@@ -496,10 +471,10 @@ def create_app(bundle: Bundle | str | Path, *, api_key: str | None = None, max_q
     async def admin_reload(request: Request):
         from edge_runtime.hotswap import admin_allowed
 
-        if not admin_token:
+        if not s.admin_token:
             raise HTTPException(404, "hot swap is off: start `edge-runtime serve` with --admin-token-env NAME "
                                      "(or --admin-token-file PATH) to turn on POST /admin/reload")
-        if not admin_allowed(request.headers, admin_token):
+        if not admin_allowed(request.headers, s.admin_token):
             raise HTTPException(403, "missing or wrong admin token: send X-Admin-Token: <token>")
         raw = await request.body()
         try:
@@ -548,19 +523,19 @@ def _as_chat_chunk(chunk: dict[str, Any], first: bool) -> dict[str, Any]:
             "model": chunk.get("model", ""), "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}]}
 
 
-def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8080, *, insecure_no_key: bool = False,
-          **kwargs) -> None:
+def serve(bundle: str | Path, settings: ServerSettings = DEFAULTS, port: int = 8080, *,
+          insecure_no_key: bool = False) -> None:
     """Run the server until interrupted (what `edge-runtime serve` calls). A keyless server on
     a non-loopback address is refused unless `insecure_no_key` (see `security.check_bind`)."""
     import uvicorn
 
     from edge_runtime.security import check_bind
 
-    check_bind(host, kwargs.get("api_key"), insecure_no_key)
-    app = create_app(bundle, host=host, **kwargs)
+    check_bind(settings.host, settings.api_key, insecure_no_key)
+    app = create_app(bundle, settings)
     reload_on_sighup(app)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=settings.host, port=port, log_level="warning")
     finally:
         app.state.loop.close()  # the request log's last batch
 

@@ -33,37 +33,33 @@ def _task_and_rows(args) -> tuple:
 
 
 def cmd_types(args) -> int:
-    from quantize.gguf import QTYPES
+    from edge_runtime.gguf_types import TYPES
 
-    for name, (_, bits, note) in QTYPES.items():
-        print(f"{name:8s} ~{bits:5.2f} bits/weight  {note}")
+    for t in TYPES:
+        print(f"{t.name:8s} ~{t.bits:5.2f} bits/weight  {'imatrix' if t.imatrix else '       '}  {t.note}")
+    print("\nimatrix: quantized with the importance matrix when one is given (--imatrix, --imatrix-texts)")
     return 0
 
 
+def read_texts(path: str) -> list[str]:
+    """Importance-matrix texts: one a line, or JSONL objects with `text`."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line)["text"] if line.lstrip().startswith("{") else line.rstrip("\n") for line in fh if line.strip()]
+
+
 def cmd_gguf(args) -> int:
-    from quantize.gguf import QTYPES, convert_to_gguf, quantize_gguf
+    from quantize.artifacts import BuildSettings, build_gguf_artifacts
+    from quantize.gguf import QTYPES
 
     types = [t.strip().lower() for t in args.types.split(",") if t.strip()]
     bad = [t for t in types if t not in QTYPES]
     if bad:
         raise SystemExit(f"unknown type(s) {bad}; `quantize types` lists them")
-    out = Path(args.out)
-    base_type = "bf16" if types == ["bf16"] else "f16"
-    f16 = out / f"{args.name}-{base_type}.gguf"
-    if f16.exists() and not args.overwrite and any(t != base_type for t in types):
-        print(f"reusing {f16}")
-    else:
-        convert_to_gguf(Path(args.hf_dir), f16, base_type, overwrite=args.overwrite, check=not args.no_check)
-    imatrix = Path(args.imatrix) if args.imatrix else None
-    if args.imatrix_texts:
-        from quantize.imatrix import compute_imatrix
-
-        with open(args.imatrix_texts, encoding="utf-8") as fh:
-            texts = [json.loads(line)["text"] if line.lstrip().startswith("{") else line.rstrip("\n") for line in fh if line.strip()]
-        imatrix = compute_imatrix(f16, texts, out / f"{args.name}-imatrix.gguf", overwrite=args.overwrite)
-    for t in types:
-        if t != base_type:
-            quantize_gguf(f16, out / f"{args.name}-{t}.gguf", t, imatrix=imatrix, overwrite=args.overwrite)
+    texts = (lambda: read_texts(args.imatrix_texts)) if args.imatrix_texts else None
+    settings = BuildSettings(types, imatrix_texts=texts, imatrix=Path(args.imatrix) if args.imatrix else None,
+                             embedding_type=args.embedding_type, existing="rebuild" if args.overwrite else "refuse",
+                             name=args.name, outtype="bf16" if types == ["bf16"] else "f16", check=not args.no_check)
+    build_gguf_artifacts(Path(args.hf_dir), Path(args.out), settings)
     return 0
 
 
@@ -143,6 +139,9 @@ def cmd_sweep(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edge_runtime.gguf_types import EMBEDDING_TYPES
+    from edge_runtime.layout import MODEL_NAME
+
     p = argparse.ArgumentParser(prog="quantize", description="Quantize a distilled student and check it still answers the same.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -153,9 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("hf_dir", help="merged HF student folder (config.json + weights + tokenizer)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--types", default="f16,q4_k_m", help="comma-separated types (see `quantize types`)")
-    s.add_argument("--name", default="model", help="file name prefix: NAME-TYPE.gguf")
-    s.add_argument("--imatrix", help="an importance matrix GGUF to use for the quantized types")
+    s.add_argument("--name", default=MODEL_NAME, help="file name prefix: NAME-TYPE.gguf")
+    s.add_argument("--imatrix", help="an importance matrix GGUF, used for the types `quantize types` marks")
     s.add_argument("--imatrix-texts", help="compute the importance matrix from these texts (.txt lines or JSONL with `text`)")
+    s.add_argument("--embedding-type", choices=EMBEDDING_TYPES,
+                   help="type of the token embedding and output tensors (default: llama.cpp's choice for the type)")
     s.add_argument("--no-check", action="store_true", help="skip the tokenizer/EOS/chat-template check")
     s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     s.set_defaults(func=cmd_gguf)

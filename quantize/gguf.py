@@ -27,8 +27,6 @@ from quantize.llamacpp_src import converter_env, llamacpp_dir, supported_archite
 # name -> (llama_ftype constant in llama_cpp, approximate bits per weight, note): a view of the one
 # table in edge_runtime/gguf_types.py, which the recipe validates against too
 QTYPES: dict[str, tuple[str, float, str]] = {t.name: (t.ftype, t.bits, t.note) for t in TYPES}
-# the types quantized with the importance matrix when a recipe computes one (`quantize.imatrix`)
-IMATRIX_TYPES = tuple(t.name for t in TYPES if t.imatrix)
 CONVERT_TYPES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.07}
 MB = 1024 * 1024
 

@@ -15,7 +15,7 @@ from typing import Any
 from edge_runtime.gguf_types import adapter_types
 from edge_runtime.layout import MAX_NEW_TOKENS, N_CTX, RunLayout, read_jsonl
 from edge_runtime.task import TaskSpec, example_score
-from quantize.artifacts import build_gguf_artifacts
+from quantize.artifacts import BuildSettings, build_gguf_artifacts
 from quantize.gguf import MB, QTYPES
 
 EVAL_MAX_CTX = 2048  # the sweep evaluates with at most this context (task prompts are short), whatever target.n_ctx
@@ -107,8 +107,9 @@ def sweep(run_dir: Path, profile: str, types: list[str] | None = None, out_dir: 
     if unknown:
         raise ValueError(f"unknown type(s) {unknown}; choose from {', '.join(list(QTYPES) + adapter_types())}")
     texts = (lambda: training_texts(Path(run_dir), info.task)) if info.imatrix else None
-    built = build_gguf_artifacts(info.merged_dir, out_dir, types, adapter_dir=adapter_dir, imatrix_texts=texts,
-                                 embedding_type=info.embedding_type, overwrite=overwrite)
+    settings = BuildSettings(types, imatrix_texts=texts, embedding_type=info.embedding_type,
+                             existing="rebuild" if overwrite else "reuse")
+    built = build_gguf_artifacts(info.merged_dir, out_dir, settings, adapter_dir=adapter_dir)
     table: list[dict[str, Any]] = []
     reference = None
     for qtype in ["f16"] + [t for t in types if t != "f16"]:

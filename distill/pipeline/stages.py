@@ -96,7 +96,7 @@ def stage_eval(ctx: StageContext) -> dict[str, Any]:
 
 def stage_quantize(ctx: StageContext) -> dict[str, Any]:
     from distill.eval import evaluate_predictors
-    from quantize.artifacts import build_gguf_artifacts
+    from quantize.artifacts import BuildSettings, build_gguf_artifacts
 
     run, q, task = ctx.layout, ctx.recipe.quantize, ctx.recipe.task
 
@@ -104,9 +104,10 @@ def stage_quantize(ctx: StageContext) -> dict[str, Any]:
         rows = read_jsonl(run.train_rows)[:64]
         return [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
 
-    built = build_gguf_artifacts(Path(ctx.records["train"]["outputs"]["merged_dir"]), ctx.dir, q.types,
-                                 adapter_dir=Path(ctx.records["train"]["outputs"].get("adapter_dir") or run.adapter_dir),
-                                 imatrix_texts=imatrix_texts if q.imatrix else None, embedding_type=q.embedding_type)
+    trained = ctx.records["train"]["outputs"]
+    settings = BuildSettings(q.types, imatrix_texts=imatrix_texts if q.imatrix else None, embedding_type=q.embedding_type)
+    built = build_gguf_artifacts(Path(trained["merged_dir"]), ctx.dir, settings,
+                                 adapter_dir=Path(trained.get("adapter_dir") or run.adapter_dir))
     artifacts = {k: str(model) for k, (model, _) in built.items()}
     adapters = {k: str(adapter) for k, (_, adapter) in built.items() if adapter is not None}
     sizes = {k: Path(v).stat().st_size + (Path(adapters[k]).stat().st_size if k in adapters else 0)

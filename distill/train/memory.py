@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -93,17 +94,38 @@ def count_params(hf_config, target_modules, r: int) -> tuple[int, int, int]:
     return total, linear, lora
 
 
-def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: int, seq_len: int,
-             answer_tokens: int, gradient_checkpointing: bool, answer_only_head: bool,
-             weight_bytes: int, act_bytes: int, device: str = "cpu", teacher_config=None,
-             distill_loss: str | None = None, strategy: str = "single", processes: int = 1,
-             sharing_device: int = 1) -> MemoryEstimate:
+@dataclass(frozen=True)
+class TrainingShape:
+    """What sets one training process's peak: the recipe's method and LoRA, the peak batch, the
+    dtypes, and the launch. One object for `estimate` instead of fifteen loose arguments."""
+
+    method: str  # lora | qlora | full
+    lora_r: int
+    target_modules: Any  # "all-linear" or module names
+    batch_size: int
+    seq_len: int  # tokens per row of the peak batch
+    answer_tokens: int  # labelled tokens in that batch
+    gradient_checkpointing: bool
+    answer_only_head: bool
+    weight_bytes: int  # bytes per weight in the loaded dtype
+    act_bytes: int  # bytes per activation
+    device: str = "cpu"
+    distill_loss: str | None = None  # with a teacher: kl or jsd
+    strategy: str = "single"  # a key of SHARDED
+    processes: int = 1
+    sharing_device: int = 1  # processes whose peaks share one device's memory
+
+
+def estimate(hf_config, shape: TrainingShape, teacher_config=None) -> MemoryEstimate:
     """Peak training memory for one batch of `batch_size` x `seq_len` tokens with
     `answer_tokens` labelled tokens in it. With a distillation `teacher_config`, add the
     frozen teacher's weights (in the student's dtype), one teacher layer's activations
     (no_grad keeps none) and its logits plus the divergence's buffers at the answer rows.
     Under several `processes` the parts are per process: `SHARDED[strategy]` are divided by
     `processes` (a frozen teacher is never sharded: it is not part of the wrapped model)."""
+    method, lora_r, target_modules = shape.method, shape.lora_r, shape.target_modules
+    batch_size, seq_len, answer_tokens = shape.batch_size, shape.seq_len, shape.answer_tokens
+    weight_bytes, act_bytes, strategy, processes = shape.weight_bytes, shape.act_bytes, shape.strategy, shape.processes
     cfg = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
     total, linear, lora = count_params(hf_config, target_modules, lora_r)
     parts: dict[str, int] = {}
@@ -121,11 +143,11 @@ def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: in
     attn = cfg.num_attention_heads * getattr(cfg, "head_dim", h // cfg.num_attention_heads)
     per_layer_token = (ACT_HIDDEN * h + ACT_ATTN * attn + ACT_MLP * inter) * act_bytes
     tokens = batch_size * seq_len
-    if gradient_checkpointing:
+    if shape.gradient_checkpointing:
         parts["activations"] = tokens * (layers * h * act_bytes + per_layer_token)
     else:
         parts["activations"] = tokens * layers * per_layer_token
-    rows, copies = (answer_tokens, LOGIT_COPIES_ANSWER_ONLY) if answer_only_head else (tokens, LOGIT_COPIES_FULL)
+    rows, copies = (answer_tokens, LOGIT_COPIES_ANSWER_ONLY) if shape.answer_only_head else (tokens, LOGIT_COPIES_FULL)
     parts["logits"] = rows * cfg.vocab_size * 4 * copies
     if teacher_config is not None:
         tcfg = teacher_config.get_text_config() if hasattr(teacher_config, "get_text_config") else teacher_config
@@ -133,7 +155,7 @@ def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: in
         t_attn = tcfg.num_attention_heads * getattr(tcfg, "head_dim", tcfg.hidden_size // tcfg.num_attention_heads)
         parts["teacher_activations"] = tokens * (ACT_HIDDEN * tcfg.hidden_size + ACT_ATTN * t_attn
                                                  + ACT_MLP * tcfg.intermediate_size) * act_bytes
-        copies = KD_COPIES_JSD if distill_loss == "jsd" else KD_COPIES_KL
+        copies = KD_COPIES_JSD if shape.distill_loss == "jsd" else KD_COPIES_KL
         parts["distillation_logits"] = answer_tokens * cfg.vocab_size * 4 * copies
     parts["overhead"] = OVERHEAD_BYTES
     if strategy not in SHARDED:
@@ -146,8 +168,8 @@ def estimate(hf_config, method: str, lora_r: int, target_modules, batch_size: in
         if "weights" in SHARDED[strategy]:
             per_layer = (total - cfg.vocab_size * h) // max(layers, 1)
             parts["gathered_layers"] = GATHERED_LAYERS * per_layer * weight_bytes
-    return MemoryEstimate(int(sum(parts.values())), parts, device, strategy=strategy, processes=processes,
-                          sharing_device=sharing_device if processes > 1 else 1)
+    return MemoryEstimate(int(sum(parts.values())), parts, shape.device, strategy=strategy, processes=processes,
+                          sharing_device=shape.sharing_device if processes > 1 else 1)
 
 
 def available_bytes(device: str) -> int:

@@ -101,10 +101,10 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     from distill.models.resolve import resolve
     from distill.progress import status
     from distill.peak_memory import PeakMemory, rss_bytes
-    from distill.train.memory import check_fits, device_name, estimate
+    from distill.train.memory import TrainingShape, check_fits, device_name, estimate
     from distill.train.faq_views import applies, relabelled_none
     from distill.train.merge import merge_adapter
-    from distill.train.trainer import run_trainer, sft_config
+    from distill.train.trainer import TrainerOptions, run_trainer, sft_config
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -153,14 +153,13 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
     # batches are grouped by length and the longest comes first: that batch sets the peak
     longest = sorted(enc.train, key=lambda e: -e["length"])[: tr.batch_size]
     answers = sum(sum(1 for x in e["labels"][1:] if x != -100) for e in longest)
-    est = estimate(
-        hf_config, student.method, student.lora.r, student.lora.target_modules, len(longest), longest[0]["length"],
-        answers, tr.gradient_checkpointing, tr.loss_on_answer_only_head,
-        weight_bytes=torch.finfo(weight_dtype).bits // 8, act_bytes=act_bytes, device=device,
-        teacher_config=teacher_config, distill_loss=dist.loss if dist else None,
-        strategy=strategy, processes=distributed.world_size(),
-        sharing_device=distributed.local_world_size() if device == "cpu" else 1,
+    shape = TrainingShape(
+        student.method, student.lora.r, student.lora.target_modules, len(longest), longest[0]["length"], answers,
+        tr.gradient_checkpointing, tr.loss_on_answer_only_head, weight_bytes=torch.finfo(weight_dtype).bits // 8,
+        act_bytes=act_bytes, device=device, distill_loss=dist.loss if dist else None, strategy=strategy,
+        processes=distributed.world_size(), sharing_device=distributed.local_world_size() if device == "cpu" else 1,
     )
+    est = estimate(hf_config, shape, teacher_config=teacher_config)
     check_fits(est, {"method": student.method, **tr.model_dump()})
 
     # ---- train
@@ -187,10 +186,9 @@ def train_student(student, task, rows: list[dict], out_dir: Path, callbacks: lis
             from distill.train.distillation import load_teacher
 
             teacher = load_teacher(teacher_path, weight_dtype)
-        trainer, figures = run_trainer(
-            model, tokenizer, args, train_ds, val_ds, peft_config, tr.loss_on_answer_only_head,
-            tr.early_stopping_patience, resume, callbacks, teacher=teacher, distillation=dist,
-        )
+        options = TrainerOptions(peft_config, tr.loss_on_answer_only_head, tr.early_stopping_patience, resume,
+                                 list(callbacks or []), teacher=teacher, distillation=dist)
+        trainer, figures = run_trainer(model, tokenizer, args, train_ds, val_ds, options)
         del teacher
 
     # ---- save: adapter (LoRA/QLoRA) and the merged model; under several processes the main one only

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +122,29 @@ def sft_config(training, out_dir: Path, n_train: int, has_val: bool, device: str
     )
 
 
-def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, peft_config, answer_only_head: bool,
-                patience: int | None, resume_from: str | None, callbacks: list | None = None,
-                teacher=None, distillation=None) -> tuple[Any, dict]:
+@dataclass
+class TrainerOptions:
+    """How `run_trainer` trains beyond its SFTConfig, as one object instead of seven loose arguments."""
+
+    peft_config: Any = None  # a LoRA config for a fresh adapter; None for a full fine-tune or a continued adapter
+    answer_only_head: bool = True  # logits only at answer tokens (student.training.loss_on_answer_only_head)
+    patience: int | None = None  # early stopping after this many evaluations without improvement
+    resume_from: str | None = None  # a checkpoint folder to resume from
+    callbacks: list = field(default_factory=list)
+    teacher: Any = None  # a loaded teacher model: the loss also matches its token distributions
+    distillation: Any = None  # the recipe's distillation settings, with `teacher`
+
+
+def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, options: TrainerOptions) -> tuple[Any, dict]:
     """Train (resuming when a checkpoint is given) and return the trainer and its figures.
 
     With a `teacher` model and the recipe's `distillation` settings, the loss also matches the
     teacher's token distributions (`distill.train.distillation.DistillationSFTTrainer`)."""
+    o = options
+    patience, resume_from, teacher = o.patience, o.resume_from, o.teacher
     from transformers import EarlyStoppingCallback, PrinterCallback
 
-    cbs = [BarCallback(), *(callbacks or [])]
+    cbs = [BarCallback(), *o.callbacks]
     if patience and val_ds is not None:
         cbs.append(EarlyStoppingCallback(early_stopping_patience=patience))
     extra: dict[str, Any] = {}
@@ -138,16 +152,16 @@ def run_trainer(model, tokenizer, args: SFTConfig, train_ds, val_ds, peft_config
     if teacher is not None:
         from distill.train.distillation import DistillationSFTTrainer
 
-        trainer_cls, extra = DistillationSFTTrainer, {"teacher": teacher, "distillation": distillation}
+        trainer_cls, extra = DistillationSFTTrainer, {"teacher": teacher, "distillation": o.distillation}
     trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds,
         processing_class=tokenizer,
-        peft_config=peft_config,
+        peft_config=o.peft_config,
         callbacks=cbs,
-        answer_only_head=answer_only_head,
+        answer_only_head=o.answer_only_head,
         **extra,
     )
     trainer.remove_callback(PrinterCallback)

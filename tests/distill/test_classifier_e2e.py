@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from edge_runtime.server_settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "banking-intents.yaml"
@@ -79,7 +80,7 @@ def test_served_head_answers_labels_and_refuses_free_text(head_run):
 
     bundle = Path(json.loads((head_run / "pack/record.json").read_text())["outputs"]["bundle"])
     labels = set(json.loads((bundle / "task.json").read_text())["labels"])
-    with LiveServer(create_app(bundle, n_threads=2)) as live:
+    with LiveServer(create_app(bundle, ServerSettings(n_threads=2))) as live:
         r = httpx.post(live.url + "/v1/tasks/banking-intents", json={"input": MESSAGES[0]}, timeout=60)
         assert r.status_code == 200, r.text
         body = r.json()

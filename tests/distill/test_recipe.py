@@ -94,3 +94,10 @@ def test_validate_command_prints_resolved_recipe_or_errors(tmp_path, capsys):
     bad = _write(tmp_path, BASE.replace("r: 16", "r: -2"))
     assert main(["validate", str(bad)]) == 2
     assert "student.lora.r: must be greater than 0" in capsys.readouterr().err
+
+
+def test_classifier_head_refuses_plus_lora_types():
+    path = ROOT / "recipes" / "banking-intents.yaml"
+    problems, _ = _problems(path, ["student.head=classifier", "quantize.types=[q8_0, q4_k_m+lora]"])
+    assert any("quantize.types ['q4_k_m+lora']" in p and "plain types" in p for p in problems), problems
+    assert load_recipe(path, ["student.head=classifier", "quantize.types=[q8_0, q4_k_m]"]).quantize.types == ["q8_0", "q4_k_m"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.task import TaskSpec
+from edge_runtime.server_settings import ServerSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -101,7 +102,7 @@ def sentiment_server(sentiment_bundle):
     """The sentiment bundle served with an API key, a small queue and a token cap."""
     from edge_runtime.server import create_app
 
-    app = create_app(sentiment_bundle, api_key="sekret", max_queue=4, timeout_s=60, max_body_bytes=64 * 1024,
-                     n_threads=2, max_tokens_cap=8)
+    app = create_app(sentiment_bundle, ServerSettings(api_key="sekret", max_queue=4, timeout_s=60, max_body_bytes=64 * 1024,
+                     n_threads=2, max_tokens_cap=8))
     with LiveServer(app) as live:
         yield live

@@ -14,6 +14,7 @@ import pytest
 from edge_runtime.budget import EscalationBudget
 from tests.edge_runtime.conftest import SENTIMENT, LiveServer, make_run_dir
 from tests.edge_runtime.test_escalation_policy import _recording_teacher
+from edge_runtime.server_settings import ServerSettings
 
 
 class Clock:
@@ -86,7 +87,7 @@ def test_a_usd_budget_without_prices_is_refused_before_the_model_loads(budget_bu
     from edge_runtime.server import create_app
 
     with pytest.raises(ValueError, match="--teacher-price-input-per-m"):
-        create_app(budget_bundle, teacher_url="http://127.0.0.1:9/v1", escalation_max_usd_per_hour=1.0)
+        create_app(budget_bundle, ServerSettings(teacher_url="http://127.0.0.1:9/v1", escalation_max_usd_per_hour=1.0))
 
 
 def test_cli_lists_the_budget_flags():
@@ -136,7 +137,7 @@ def _skipped(body: dict) -> bool:
 def test_request_budget_on_a_live_server(budget_bundle, teacher):
     from edge_runtime.server import create_app
 
-    app = create_app(budget_bundle, n_threads=2, teacher_url=teacher.url + "/v1", escalation_max_per_hour=2)
+    app = create_app(budget_bundle, ServerSettings(n_threads=2, teacher_url=teacher.url + "/v1", escalation_max_per_hour=2))
     clock = app.state.router.budget.clock = Clock()
     calls = len(teacher.app.state.auth)
     with LiveServer(app) as live:
@@ -177,8 +178,8 @@ def test_usd_budget_on_a_live_server(budget_bundle, teacher):
     from edge_runtime.server import create_app
 
     # the teacher reports 10 prompt and 2 completion tokens: 10 x 1000/1e6 + 2 x 5000/1e6 = 0.02 USD each
-    app = create_app(budget_bundle, n_threads=2, teacher_url=teacher.url + "/v1", escalation_max_usd_per_hour=0.05,
-                     teacher_price_input_per_m=1000, teacher_price_output_per_m=5000)
+    app = create_app(budget_bundle, ServerSettings(n_threads=2, teacher_url=teacher.url + "/v1", escalation_max_usd_per_hour=0.05,
+                     teacher_price_input_per_m=1000, teacher_price_output_per_m=5000))
     clock = app.state.router.budget.clock = Clock()
     calls = len(teacher.app.state.auth)
     with LiveServer(app) as live:

@@ -12,6 +12,7 @@ import pytest
 from fastapi import Request
 
 from tests.edge_runtime.conftest import SENTIMENT, LiveServer, make_run_dir
+from edge_runtime.server_settings import ServerSettings
 
 
 def _recording_teacher(status: int = 200):
@@ -74,7 +75,7 @@ def test_a_bundle_alone_never_escalates_nor_reads_the_variable_it_names(suggesti
 
     monkeypatch.setenv("EDGE_TEST_BUNDLE_SECRET", "the-bundle-wants-this")
     calls = len(teacher.app.state.auth)
-    body = _ask(create_app(suggesting_bundle, n_threads=2))
+    body = _ask(create_app(suggesting_bundle, ServerSettings(n_threads=2)))
     assert body["source"] == "student" and body["low_confidence"] and "escalation_error" not in body
     assert len(teacher.app.state.auth) == calls  # never contacted
 
@@ -84,8 +85,8 @@ def test_the_operator_enables_escalation_and_names_the_key(suggesting_bundle, te
 
     monkeypatch.setenv("EDGE_TEST_BUNDLE_SECRET", "the-bundle-wants-this")
     monkeypatch.setenv("EDGE_TEST_OPERATOR_KEY", "operator-key")
-    body = _ask(create_app(suggesting_bundle, n_threads=2, teacher_url=teacher.url + "/v1",
-                           teacher_key_env="EDGE_TEST_OPERATOR_KEY"))
+    body = _ask(create_app(suggesting_bundle, ServerSettings(n_threads=2, teacher_url=teacher.url + "/v1",
+                           teacher_key_env="EDGE_TEST_OPERATOR_KEY")))
     assert body["source"] == "teacher" and body["answer"] == {"label": "negative"}
     assert teacher.app.state.auth[-1] == "Bearer operator-key"
     assert "the-bundle-wants-this" not in str(teacher.app.state.auth)
@@ -96,7 +97,7 @@ def test_escalation_errors_do_not_echo_the_teacher_url_or_body(suggesting_bundle
 
     with LiveServer(_recording_teacher(status=503)) as failing:
         url = failing.url.replace("http://", "http://user:hunter2@") + "/v1"
-        body = _ask(create_app(suggesting_bundle, n_threads=2, teacher_url=url))
+        body = _ask(create_app(suggesting_bundle, ServerSettings(n_threads=2, teacher_url=url)))
     assert body["source"] == "student" and body["escalation_error"] == "teacher answered HTTP 503"
     text = json.dumps(body)
     assert "secret-internal-detail" not in text and "hunter2" not in text and str(failing.port) not in text

@@ -14,6 +14,7 @@ from edge_runtime.predictor import Prediction
 from edge_runtime.router import Router, TeacherEndpoint, faq_confidence, retrieval_evidence
 from edge_runtime.task import TaskSpec
 from tests.edge_runtime.conftest import LiveServer
+from edge_runtime.server_settings import ServerSettings
 
 KB = [
     {"id": "kb-pw", "question": "How do I reset my password?", "answers": ["Click 'Forgot password' on the sign-in page."]},
@@ -102,7 +103,7 @@ def test_task_endpoint_returns_confidence_and_its_parts(task, gemma_gguf, tmp_pa
 
     bundle = pack(gemma_gguf, task, tmp_path / "faq-bundle",
                   serve=ServeSettings(n_ctx=1024, max_new_tokens=24, confidence_threshold=0.5))
-    app = create_app(bundle, n_threads=2)
+    app = create_app(bundle, ServerSettings(n_threads=2))
     try:
         with LiveServer(app) as live:
             r = httpx.post(live.url + "/v1/tasks/faq", json={"input": QUERY["query"]}, timeout=300)

@@ -10,6 +10,7 @@ import pytest
 
 from edge_runtime.request_log import LogSettings, read_log
 from tests.edge_runtime.conftest import RECEIPTS, SENTIMENT, LiveServer, make_run_dir
+from edge_runtime.server_settings import ServerSettings
 
 AUTH = {"Authorization": "Bearer sekret"}
 ADMIN = {**AUTH, "X-Admin-Token": "root-token"}
@@ -37,10 +38,10 @@ def test_hot_swap_under_concurrent_requests_drops_none(bundles, tmp_path):
     from tests.edge_runtime.test_server import _teacher_app
 
     teacher = LiveServer(_teacher_app({"label": "negative"})).__enter__()
-    app = create_app(bundles["old"], api_key="sekret", admin_token="root-token", n_threads=1, parallel=2,
+    app = create_app(bundles["old"], ServerSettings(api_key="sekret", admin_token="root-token", n_threads=1, parallel=2,
                      teacher_url=teacher.url + "/v1", teacher_model="m",
                      loop=LoopSettings(log=LogSettings(tmp_path / "log", inputs="full", flush_interval_s=0.05),
-                                       shadow=ShadowSettings(fraction=0.5, max_per_hour=None)))
+                                       shadow=ShadowSettings(fraction=0.5, max_per_hour=None))))
     sampler = app.state.loop.shadow
     old_id = app.state.loop.bundle_id
     results: list[tuple[int, str]] = []
@@ -108,7 +109,7 @@ def test_hot_swap_under_concurrent_requests_drops_none(bundles, tmp_path):
 def test_reload_is_off_without_an_admin_token(bundles):
     from edge_runtime.server import create_app
 
-    app = create_app(bundles["old"], n_threads=1)
+    app = create_app(bundles["old"], ServerSettings(n_threads=1))
     with LiveServer(app) as live:
         r = httpx.post(live.url + "/admin/reload", json={})
         assert r.status_code == 404 and "--admin-token-env" in r.json()["error"]

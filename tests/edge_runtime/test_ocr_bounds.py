@@ -14,6 +14,7 @@ import pytest
 
 from edge_runtime.ocr import MAX_SIDE, ImageTooLarge, decode_image, image_size
 from tests.edge_runtime.conftest import FIXTURES, LiveServer
+from edge_runtime.server_settings import ServerSettings
 
 LIMIT = 4_000_000
 
@@ -66,7 +67,7 @@ def test_a_decompression_bomb_is_refused_from_its_header():
 def ocr_server(receipts_bundle):
     from edge_runtime.server import create_app
 
-    app = create_app(receipts_bundle, n_threads=2, parallel=1, timeout_s=2, max_image_pixels=LIMIT)
+    app = create_app(receipts_bundle, ServerSettings(n_threads=2, parallel=1, timeout_s=2, max_image_pixels=LIMIT))
     with LiveServer(app) as live:
         yield live
 

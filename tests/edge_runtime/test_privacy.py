@@ -13,6 +13,7 @@ from edge_runtime.predictor import Prediction
 from edge_runtime.privacy import AuditLog, Masker, is_local, read_audit, sha256_of
 from edge_runtime.router import Router, operator_teacher
 from edge_runtime.task import TaskSpec
+from edge_runtime.server_settings import ServerSettings
 
 CONTACT = TaskSpec.model_validate({
     "name": "contact", "kind": "extraction", "instructions": "Extract the phone number and the email. JSON only.",
@@ -150,8 +151,8 @@ def test_serve_masks_audits_and_prices_escalations_end_to_end(tmp_path, gemma_gg
         a = build_parser().parse_args(["serve", str(bundle), "--teacher-url", teacher.url, "--teacher-model",
                                        "deepseek-chat", "--teacher-local-host", "example.invalid",
                                        "--audit-log", str(tmp_path / "audit.jsonl")])
-        app = create_app(bundle, n_threads=2, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
-                         teacher_privacy=_privacy_flags(a))
+        app = create_app(bundle, ServerSettings(n_threads=2, teacher_url=a.teacher_url, teacher_model=a.teacher_model,
+                         teacher_privacy=_privacy_flags(a)))
         with LiveServer(app) as live:
             r = httpx.post(live.url + "/v1/tasks/sentiment", json={"input": f"Awful, call me on {PHONE} now."}, timeout=120)
             metrics = httpx.get(live.url + "/metrics").text

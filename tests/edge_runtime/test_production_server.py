@@ -13,6 +13,7 @@ from edge_runtime.request_log import LogSettings, log_files, read_log
 from tests.edge_runtime.conftest import LiveServer
 from tests.edge_runtime.test_drift import _run_with_inputs
 from tests.edge_runtime.test_server import _teacher_app
+from edge_runtime.server_settings import ServerSettings
 
 AUTH = {"Authorization": "Bearer sekret"}
 
@@ -31,9 +32,9 @@ def test_log_cache_and_drift_in_a_live_server(drift_bundle, tmp_path, capsys):
 
     logdir = tmp_path / "log"
     with LiveServer(_teacher_app({"label": "negative"})) as teacher:
-        app = create_app(drift_bundle, api_key="sekret", n_threads=2, teacher_url=teacher.url + "/v1",
+        app = create_app(drift_bundle, ServerSettings(api_key="sekret", n_threads=2, teacher_url=teacher.url + "/v1",
                          loop=LoopSettings(log=LogSettings(logdir, inputs="masked", flush_interval_s=0.05),
-                                           drift_window=8, drift_min_samples=4))
+                                           drift_window=8, drift_min_samples=4)))
         with LiveServer(app) as live:
             def ask(text):
                 r = httpx.post(live.url + "/v1/tasks/sentiment", json={"input": text}, headers=AUTH, timeout=120)

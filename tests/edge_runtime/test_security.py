@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.edge_runtime.conftest import LiveServer
+from edge_runtime.server_settings import ServerSettings
 
 AUTH = {"Authorization": "Bearer sekret"}
 
@@ -24,7 +25,7 @@ def keyless_server(sentiment_bundle):
     """The default a user gets: no API key, loopback."""
     from edge_runtime.server import create_app
 
-    app = create_app(sentiment_bundle, n_threads=2, max_queue=4, timeout_s=60, max_body_bytes=64 * 1024, max_tokens_cap=4)
+    app = create_app(sentiment_bundle, ServerSettings(n_threads=2, max_queue=4, timeout_s=60, max_body_bytes=64 * 1024, max_tokens_cap=4))
     with LiveServer(app) as live:
         yield live
 
@@ -87,7 +88,7 @@ def test_allowed_host_flag_admits_a_name(sentiment_bundle):
 
     from edge_runtime.server import create_app
 
-    app = create_app(sentiment_bundle, n_threads=1, allowed_hosts=("box.lan",))
+    app = create_app(sentiment_bundle, ServerSettings(n_threads=1, allowed_hosts=("box.lan",)))
     with TestClient(app, base_url="http://box.lan") as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/healthz", headers={"Host": "other.lan"}).status_code == 421

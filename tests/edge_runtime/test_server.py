@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.edge_runtime.conftest import FIXTURES, LiveServer, free_port
+from edge_runtime.server_settings import ServerSettings
 
 AUTH = {"Authorization": "Bearer sekret"}
 
@@ -152,7 +153,7 @@ def test_full_queue_answers_429_and_server_recovers(sentiment_server):
 def test_receipt_image_extraction(receipts_bundle):
     from edge_runtime.server import create_app
 
-    with LiveServer(create_app(receipts_bundle, n_threads=2)) as live:
+    with LiveServer(create_app(receipts_bundle, ServerSettings(n_threads=2))) as live:
         image = (FIXTURES / "receipt-000.jpg").read_bytes()
         r = httpx.post(live.url + "/v1/tasks/receipts", files={"image": ("r.jpg", image, "image/jpeg")}, timeout=300)
         assert r.status_code == 200, r.text

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.edge_runtime.conftest import LiveServer
+from edge_runtime.server_settings import ServerSettings
 
 AUTH = {"Authorization": "Bearer sekret"}
 LIMIT = 64 * 1024  # the sentiment_server fixture's max_body_bytes
@@ -72,7 +73,7 @@ def timeout_server(sentiment_bundle):
     """A server with a short generation timeout and no token cap."""
     from edge_runtime.server import create_app
 
-    app = create_app(sentiment_bundle, n_threads=2, max_queue=4, timeout_s=60, request_timeout_s=1.0)
+    app = create_app(sentiment_bundle, ServerSettings(n_threads=2, max_queue=4, timeout_s=60, request_timeout_s=1.0))
     with LiveServer(app) as live:
         yield live
     app.state.close()

@@ -16,6 +16,7 @@ from edge_runtime.router import Router, operator_teacher
 from edge_runtime.shadow import ShadowSampler, ShadowSettings
 from edge_runtime.task import TaskSpec
 from tests.edge_runtime.conftest import SENTIMENT, LiveServer
+from edge_runtime.server_settings import ServerSettings
 
 TASK = TaskSpec.model_validate(SENTIMENT)
 
@@ -94,7 +95,7 @@ def test_live_server_exports_shadow_agreement(sentiment_bundle, teacher, tmp_pat
 
     loop = LoopSettings(log=LogSettings(tmp_path / "log"), answer_cache=False,
                         shadow=ShadowSettings(fraction=1.0, max_per_hour=3))
-    app = create_app(sentiment_bundle, n_threads=2, teacher_url=teacher.url, teacher_model="deepseek-chat", loop=loop)
+    app = create_app(sentiment_bundle, ServerSettings(n_threads=2, teacher_url=teacher.url, teacher_model="deepseek-chat", loop=loop))
     with LiveServer(app) as live:
         for i in range(6):
             r = httpx.post(live.url + "/v1/tasks/sentiment", json={"input": f"A bad product, number {i}."}, timeout=120)

@@ -11,6 +11,7 @@ import pytest
 from edge_runtime.structured import ResponseFormatError, schema_of
 
 from tests.edge_runtime.conftest import LiveServer
+from edge_runtime.server_settings import ServerSettings
 
 PERSON = {
     "type": "object",
@@ -30,7 +31,7 @@ def client(sentiment_bundle):
 
     from edge_runtime.server import create_app
 
-    app = create_app(sentiment_bundle, n_threads=2, max_tokens_cap=96)
+    app = create_app(sentiment_bundle, ServerSettings(n_threads=2, max_tokens_cap=96))
     with LiveServer(app) as live:
         yield OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
 

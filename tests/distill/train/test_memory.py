@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.train.memory import WontFit, check_fits, estimate
+from distill.train.memory import TrainingShape, WontFit, check_fits, estimate
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -44,8 +44,8 @@ def test_refuses_when_it_will_not_fit_and_names_the_setting():
     from distill.models.resolve import hf_config_for
 
     cfg = hf_config_for("gemma-3-270m")
-    est = estimate(cfg, "lora", 16, "all-linear", batch_size=64, seq_len=8192, answer_tokens=64 * 8192,
-                   gradient_checkpointing=False, answer_only_head=False, weight_bytes=4, act_bytes=4)
+    est = estimate(cfg, TrainingShape("lora", 16, "all-linear", batch_size=64, seq_len=8192, answer_tokens=64 * 8192,
+                                      gradient_checkpointing=False, answer_only_head=False, weight_bytes=4, act_bytes=4))
     settings = {"method": "lora", "batch_size": 64, "max_seq_len": 8192, "gradient_checkpointing": False,
                 "loss_on_answer_only_head": False}
     with pytest.raises(WontFit) as err:
@@ -54,8 +54,8 @@ def test_refuses_when_it_will_not_fit_and_names_the_setting():
     for hint in ("student.training.batch_size (now 64)", "max_seq_len (now 8192)", "gradient_checkpointing: true",
                  "loss_on_answer_only_head: true"):
         assert hint in msg
-    small = estimate(cfg, "lora", 16, "all-linear", batch_size=1, seq_len=128, answer_tokens=32,
-                     gradient_checkpointing=False, answer_only_head=True, weight_bytes=4, act_bytes=4)
+    small = estimate(cfg, TrainingShape("lora", 16, "all-linear", batch_size=1, seq_len=128, answer_tokens=32,
+                                        gradient_checkpointing=False, answer_only_head=True, weight_bytes=4, act_bytes=4))
     assert check_fits(small, settings).available_bytes > small.total_bytes
 
 
@@ -64,10 +64,10 @@ def test_estimate_parts_follow_the_settings():
 
     cfg = hf_config_for("gemma-3-270m")
     kw = dict(batch_size=4, seq_len=512, answer_tokens=360, weight_bytes=4, act_bytes=4)
-    lora = estimate(cfg, "lora", 16, "all-linear", gradient_checkpointing=False, answer_only_head=True, **kw)
-    full_head = estimate(cfg, "lora", 16, "all-linear", gradient_checkpointing=False, answer_only_head=False, **kw)
-    ckpt = estimate(cfg, "lora", 16, "all-linear", gradient_checkpointing=True, answer_only_head=True, **kw)
-    full = estimate(cfg, "full", 16, "all-linear", gradient_checkpointing=False, answer_only_head=True, **kw)
+    lora = estimate(cfg, TrainingShape("lora", 16, "all-linear", gradient_checkpointing=False, answer_only_head=True, **kw))
+    full_head = estimate(cfg, TrainingShape("lora", 16, "all-linear", gradient_checkpointing=False, answer_only_head=False, **kw))
+    ckpt = estimate(cfg, TrainingShape("lora", 16, "all-linear", gradient_checkpointing=True, answer_only_head=True, **kw))
+    full = estimate(cfg, TrainingShape("full", 16, "all-linear", gradient_checkpointing=False, answer_only_head=True, **kw))
     assert lora.parts["weights"] == 268_098_176 * 4
     assert full_head.parts["logits"] > 5 * lora.parts["logits"]
     assert ckpt.parts["activations"] < lora.parts["activations"] / 3
@@ -80,8 +80,8 @@ def _gemma_estimate(strategy="single", processes=1, method="lora", **kw):
     args = dict(batch_size=4, seq_len=512, answer_tokens=360, gradient_checkpointing=False, answer_only_head=True,
                 weight_bytes=2, act_bytes=2, device="cuda")
     args.update(kw)
-    return estimate(hf_config_for("gemma-3-270m"), method, 16, "all-linear", strategy=strategy, processes=processes,
-                    **args)
+    return estimate(hf_config_for("gemma-3-270m"),
+                    TrainingShape(method, 16, "all-linear", strategy=strategy, processes=processes, **args))
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
