@@ -5,7 +5,7 @@ the eval's own per-example score and headline metric.
   schema         the runtime's decoder as the bundle ships it (llguidance masks, forced tokens)
   llama-grammar  llama.cpp's GBNF sampler, the runtime's path before it
 
-    python benchmarks/decoder_quality.py BUNDLE --data runs/quickstart/teach/eval.jsonl [--speculate]
+    python benchmarks/decoder_quality.py BUNDLE --data runs/receipts-small/teach/eval.jsonl [--speculate]
 """
 
 from __future__ import annotations

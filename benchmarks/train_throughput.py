@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gemma-3-270m", help="student preset, HF id or local path")
     ap.add_argument("--random-init", default=None, help="a preset name: random weights from its config (speed only)")
-    ap.add_argument("--recipe", default=str(ROOT / "recipes" / "quickstart.yaml"))
+    ap.add_argument("--recipe", default=str(ROOT / "recipes" / "receipts-small.yaml"))
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=4)

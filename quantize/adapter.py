@@ -4,7 +4,7 @@ Merging a LoRA into the base and quantizing the sum works when the base is a ful
 checkpoint. It fails when the base was itself dequantized from a quantized GGUF (the offline
 gemma-3-270m): its weights already sit on the 4/5-bit grid, and re-quantizing base + a small
 delta snaps most weights back to their old grid points, so the training is rounded away
-(measured on the quickstart student: merged Q4_K_M 0.302 field accuracy against F16's 0.594).
+(measured on the receipts-small student, the quickstart until 2026-12-03: merged Q4_K_M 0.302 field accuracy against F16's 0.594).
 Keeping the adapter apart avoids that: the base is quantized on its own (for a grid-aligned
 base that is close to lossless) and the adapter stays F16, applied by llama.cpp at run time
 (`Llama(lora_path=...)`). It is also what a device that serves several tasks wants: one base,

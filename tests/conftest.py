@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
+RECEIPTS = ROOT / "recipes" / "receipts-small.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +28,8 @@ def gemma_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
-def quickstart_recipe() -> Path:
-    return QUICKSTART
+def receipts_recipe() -> Path:
+    return RECEIPTS
 
 
 CHAT_TEMPLATE = (

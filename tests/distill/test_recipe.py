@@ -25,7 +25,7 @@ def _write(tmp_path, text, name="r.yaml"):
     return p
 
 
-BASE = (ROOT / "recipes" / "quickstart.yaml").read_text().replace("../data/", str(ROOT / "data") + "/")
+BASE = (ROOT / "recipes" / "receipts-small.yaml").read_text().replace("../data/", str(ROOT / "data") + "/")
 
 
 def _problems(path, overrides=None):

@@ -78,7 +78,7 @@ def test_reference_lists_each_field_with_type_default_and_description():
 
 def test_validate_explain_shows_values_defaults_and_descriptions():
     out = subprocess.run(
-        [sys.executable, "-m", "distill.cli", "validate", str(ROOT / "recipes" / "quickstart.yaml"), "--explain"],
+        [sys.executable, "-m", "distill.cli", "validate", str(ROOT / "recipes" / "receipts-small.yaml"), "--explain"],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "COLUMNS": "220"})
     assert out.returncode == 0, out.stderr
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]

@@ -21,9 +21,9 @@ def _distill(*args, cwd):
     return subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
-def test_run_end_to_end_then_resume_skips_everything(tmp_path, tiny_gemma_dir, quickstart_recipe):
+def test_run_end_to_end_then_resume_skips_everything(tmp_path, tiny_gemma_dir, receipts_recipe):
     run_dir = tmp_path / "run"
-    args = ["run", str(quickstart_recipe), "--run-dir", str(run_dir), "--set", f"student.model={tiny_gemma_dir}", *TINY]
+    args = ["run", str(receipts_recipe), "--run-dir", str(run_dir), "--set", f"student.model={tiny_gemma_dir}", *TINY]
     first = _distill(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-4000:]
     for stage in ("teach", "curate", "train", "eval", "quantize", "pack"):

@@ -11,8 +11,8 @@ from distill.recipe import load_recipe
 
 
 @pytest.fixture
-def receipts(quickstart_recipe):
-    recipe = load_recipe(quickstart_recipe)
+def receipts(receipts_recipe):
+    recipe = load_recipe(receipts_recipe)
     train, evals = load_splits(recipe)
     for row in train:
         row["answer"] = row["gold"]

@@ -74,7 +74,7 @@ def test_training_prompts_leave_each_query_out_of_its_own_retrieval(curated):
 
 def test_index_queries_needs_a_faq_task_with_a_knowledge_base():
     with pytest.raises(RecipeError, match="curate.index_queries"):
-        load_recipe(ROOT / "recipes" / "quickstart.yaml", ["curate.index_queries=true"])
+        load_recipe(ROOT / "recipes" / "receipts-small.yaml", ["curate.index_queries=true"])
 
 
 def test_a_missing_enriched_file_names_the_stage_to_rerun(curated, tmp_path):

@@ -23,9 +23,9 @@ def test_teach_reads_a_folder_of_scans(tmp_path):
         shutil.copy(SCAN, scans / f"{name}.jpg")
     (scans / "notes.txt").write_text("not a scan: ignored")
     (scans / "labels.jsonl").write_text("\n".join(json.dumps({"id": n, "fields": GOLD}) for n in ("r1", "r2")))
-    quickstart = (Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml").read_text()
+    receipts_small = (Path(__file__).resolve().parents[3] / "recipes" / "receipts-small.yaml").read_text()
     recipe = tmp_path / "scans.yaml"
-    recipe.write_text(quickstart.replace("../data/sroie/receipts.jsonl", str(scans))
+    recipe.write_text(receipts_small.replace("../data/sroie/receipts.jsonl", str(scans))
                       .replace("split: {eval_size: 24, train_size: 80, seed: 0}", "split: {eval_size: 1, seed: 0}"))
     assert main(["teach", str(recipe), "--run-dir", str(tmp_path / "run")]) == 0
     labelled = [json.loads(l) for l in (tmp_path / "run/teach/labelled.jsonl").read_text().splitlines()]
@@ -55,7 +55,7 @@ def test_eval_reads_a_folder_of_scans_through_ocr(tmp_path):
     shutil.copy(SCAN, scans / "r1.jpg")
     (scans / "labels.jsonl").write_text(json.dumps({"id": "r1", "fields": GOLD}) + "\n")
     out = tmp_path / "out"
-    assert main(["eval", str(Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml"),
+    assert main(["eval", str(Path(__file__).resolve().parents[3] / "recipes" / "receipts-small.yaml"),
                  "--run-dir", str(tmp_path / "run"), "--data", str(scans), "--predictor", "teacher",
                  "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())

@@ -14,7 +14,7 @@ from distill.pipeline.stages import load_splits
 from distill.recipe import RecipeError, load_recipe
 from edge_runtime.request_log import LogSettings, RequestLog
 
-QUICKSTART = Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml"
+RECEIPTS = Path(__file__).resolve().parents[3] / "recipes" / "receipts-small.yaml"
 TEACHER = {"company": "TEACHER CO", "date": "01/01/2019", "address": "1 TEACHER ROAD", "total": "9.99"}
 STUDENT = {"company": "STUDENT GUESS", "date": "", "address": "", "total": "0.00"}
 
@@ -44,7 +44,7 @@ def _write_log(directory: Path, records, inputs="full"):
 
 
 def test_escalated_and_shadow_rows_become_training_rows_with_the_teachers_answer(tmp_path):
-    recipe = load_recipe(QUICKSTART)
+    recipe = load_recipe(RECEIPTS)
     train, evals = load_splits(recipe)
     used = {r["id"] for r in train + evals}
     fresh = [r for r in read_rows(recipe.data.path, recipe.data.id_field) if r["id"] not in used]
@@ -60,7 +60,7 @@ def test_escalated_and_shadow_rows_become_training_rows_with_the_teachers_answer
     ])
     _write_log(tmp_path / "hashlog", [_record(fresh[3]["ocr_lines"], escalated=True)], inputs="hash")
 
-    recipe = load_recipe(QUICKSTART, [f"data.logs=[{tmp_path / 'log'}, {tmp_path / 'hashlog'}]"])
+    recipe = load_recipe(RECEIPTS, [f"data.logs=[{tmp_path / 'log'}, {tmp_path / 'hashlog'}]"])
     run_pipeline(recipe, tmp_path / "run", until="curate", log=lambda _: None)
     teach = read_record(tmp_path / "run", "teach")["outputs"]
     assert teach["logs"] == {"records": 7, "rows": 3, "student_only": 1, "other_task": 1, "hash_only": 1,
@@ -89,4 +89,4 @@ def test_escalated_and_shadow_rows_become_training_rows_with_the_teachers_answer
 
 def test_a_missing_log_directory_is_a_recipe_error(tmp_path):
     with pytest.raises(RecipeError, match=r"data.logs\[0\]: no such log directory"):
-        load_recipe(QUICKSTART, [f"data.logs=[{tmp_path / 'nope'}]"])
+        load_recipe(RECEIPTS, [f"data.logs=[{tmp_path / 'nope'}]"])

@@ -13,13 +13,13 @@ from distill.eval.predictors import PredictorUnavailable, build_predictor, predi
 from distill.pipeline.stages import load_splits
 from distill.recipe import load_recipe
 
-QUICKSTART = Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml"
+RECEIPTS = Path(__file__).resolve().parents[3] / "recipes" / "receipts-small.yaml"
 CONTRACT_KEYS = {"n", "headline", "field_accuracy", "exact_match", "json_validity", "p50_latency_s", "p95_latency_s",
                  "size_bytes", "cost_per_1k_usd", "agreement_with_teacher", "headline_ci", "agreement_ci"}
 
 
 def _recipe(*overrides):
-    return load_recipe(QUICKSTART, ["eval.max_new_tokens=6", "eval.bootstrap_samples=100", *overrides])
+    return load_recipe(RECEIPTS, ["eval.max_new_tokens=6", "eval.bootstrap_samples=100", *overrides])
 
 
 def _rows(recipe, n=3, lines=6):
@@ -121,7 +121,7 @@ def test_api_teacher_through_the_teachers_package(tmp_path, monkeypatch):
 
 
 def test_cli_eval_on_a_csv_the_recipe_never_saw(tmp_path, tiny_gemma_dir):
-    src = [json.loads(l) for l in (QUICKSTART.parents[1] / "data/sroie/receipts.jsonl").read_text().splitlines()[-2:]]
+    src = [json.loads(l) for l in (RECEIPTS.parents[1] / "data/sroie/receipts.jsonl").read_text().splitlines()[-2:]]
     data = tmp_path / "new.csv"
     with open(data, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, ["id", "ocr_lines", "fields"])
@@ -129,7 +129,7 @@ def test_cli_eval_on_a_csv_the_recipe_never_saw(tmp_path, tiny_gemma_dir):
         for r in src:
             w.writerow({"id": "new-" + r["id"], "ocr_lines": "\n".join(r["ocr_lines"][:5]), "fields": json.dumps(r["fields"])})
     out = tmp_path / "out"
-    rc = main(["eval", str(QUICKSTART), "--set", "eval.max_new_tokens=4", "--run-dir", str(tmp_path / "run"),
+    rc = main(["eval", str(RECEIPTS), "--set", "eval.max_new_tokens=4", "--run-dir", str(tmp_path / "run"),
                "--predictor", "teacher", "--predictor", f"hf:{tiny_gemma_dir}", "--data", str(data), "--out", str(out)])
     assert rc == 0
     doc = json.loads((out / "metrics.json").read_text())
@@ -142,7 +142,7 @@ def test_cli_eval_on_a_csv_the_recipe_never_saw(tmp_path, tiny_gemma_dir):
 def test_cli_eval_names_a_missing_input_column(tmp_path, capsys):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"id": "1", "text": "no ocr_lines here"}\n')
-    rc = main(["eval", str(QUICKSTART), "--run-dir", str(tmp_path / "run"), "--predictor", "teacher",
+    rc = main(["eval", str(RECEIPTS), "--run-dir", str(tmp_path / "run"), "--predictor", "teacher",
                "--data", str(data), "--out", str(tmp_path / "out")])
     assert rc == 2 and "ocr_lines" in capsys.readouterr().err
 
@@ -192,7 +192,7 @@ def test_a_packed_bundle_is_evaluated_with_its_own_files_and_refused_when_tamper
 def test_faq_recall_at_k_from_the_tasks_own_retrieval(tmp_path):
     from edge_runtime.retrieval import load_knowledge_base
 
-    recipe = load_recipe(QUICKSTART.parent / "faq-support.yaml", ["eval.bootstrap_samples=0"])
+    recipe = load_recipe(RECEIPTS.parent / "faq-support.yaml", ["eval.bootstrap_samples=0"])
     rows = load_splits(recipe)[1][:12]
     s = evaluate_predictors(recipe, tmp_path, ["teacher"], rows, tmp_path / "eval")["predictors"]["teacher"]
     kb = load_knowledge_base(recipe.task.knowledge_base)

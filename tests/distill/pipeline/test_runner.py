@@ -11,11 +11,11 @@ from distill.cli import main
 from distill.pipeline.runner import read_record, run_pipeline, select_stages
 from distill.recipe import load_recipe
 
-QUICKSTART = Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml"
+RECEIPTS = Path(__file__).resolve().parents[3] / "recipes" / "receipts-small.yaml"
 
 
 def _run(tmp_path, overrides=(), **kw):
-    recipe = load_recipe(QUICKSTART, list(overrides))
+    recipe = load_recipe(RECEIPTS, list(overrides))
     logs = []
     run_pipeline(recipe, tmp_path / "run", log=logs.append, **kw)
     return logs
@@ -70,8 +70,8 @@ def test_stage_selection_errors():
 
 def test_cli_runs_single_stages(tmp_path):
     run_dir = tmp_path / "cli-run"
-    assert main(["teach", str(QUICKSTART), "--run-dir", str(run_dir)]) == 0
-    assert main(["curate", str(QUICKSTART), "--run-dir", str(run_dir)]) == 0
+    assert main(["teach", str(RECEIPTS), "--run-dir", str(run_dir)]) == 0
+    assert main(["curate", str(RECEIPTS), "--run-dir", str(run_dir)]) == 0
     report = json.loads((run_dir / "curate/report.json").read_text())
     assert report["input_rows"] == 80 and report["kept"] + sum(d["count"] for d in report["dropped"].values()) == 80
 
@@ -80,11 +80,11 @@ def test_unset_optional_settings_are_not_fingerprinted():
     """A new optional setting (default None) must not invalidate stages finished before it existed."""
     from distill.pipeline.runner import _section
 
-    recipe = load_recipe(QUICKSTART)
+    recipe = load_recipe(RECEIPTS)
     assert recipe.student.training.distillation is None
     student = _section(recipe, "student")
     assert "distillation" not in student["training"] and "max_steps" not in student["training"]
-    with_max = load_recipe(QUICKSTART, ["student.training.max_steps=3"])
+    with_max = load_recipe(RECEIPTS, ["student.training.max_steps=3"])
     assert _section(with_max, "student")["training"]["max_steps"] == 3
 
 
@@ -93,9 +93,9 @@ def test_cli_names_a_stage_order_problem_without_a_traceback(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import QUICKSTART
+    from tests.conftest import RECEIPTS
 
     for stage, says in (("curate", "needs 'teach'"), ("trian", "invalid choice")):
-        done = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(QUICKSTART), "--from", stage,
+        done = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(RECEIPTS), "--from", stage,
                                "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -1,19 +1,19 @@
 """task.language in stage fingerprints: English (what every run rendered before the setting
 existed) leaves finished runs valid; switching the prompt language redoes the stages it changes.
 
-Uses the real teach stage on the quickstart's receipts (it needs no model)."""
+Uses the real teach stage on the small receipts recipe's receipts (it needs no model)."""
 
 from pathlib import Path
 
 from distill.pipeline.runner import read_record, run_pipeline
 from distill.recipe import load_recipe
 
-QUICKSTART = Path(__file__).resolve().parents[3] / "recipes" / "quickstart.yaml"
+RECEIPTS = Path(__file__).resolve().parents[3] / "recipes" / "receipts-small.yaml"
 
 
 def _run(tmp_path, overrides=()):
     logs = []
-    run_pipeline(load_recipe(QUICKSTART, list(overrides)), tmp_path / "run", log=logs.append, until="teach")
+    run_pipeline(load_recipe(RECEIPTS, list(overrides)), tmp_path / "run", log=logs.append, until="teach")
     return logs
 
 

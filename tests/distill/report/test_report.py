@@ -35,7 +35,7 @@ def hf_name(tiny_gemma_dir):
 def extraction_run(tmp_path_factory, tiny):
     """teach and curate for real, then teacher and tiny student evaluated into eval/."""
     run = tmp_path_factory.mktemp("runs") / "receipts"
-    recipe = load_recipe(RECIPES / "quickstart.yaml", ["eval.max_new_tokens=5", "eval.bootstrap_samples=100"])
+    recipe = load_recipe(RECIPES / "receipts-small.yaml", ["eval.max_new_tokens=5", "eval.bootstrap_samples=100"])
     run_pipeline(recipe, run, until="curate", log=lambda m: None)
     rows = [{**r, "ocr_lines": r["ocr_lines"][:6]} for r in read_jsonl(run / "teach" / "eval.jsonl")[:3]]
     evaluate_predictors(recipe, run, ["teacher", f"hf:{tiny}"], rows, run / "eval")

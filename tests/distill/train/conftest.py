@@ -1,4 +1,4 @@
-"""Shared fixtures for the training tests: the quickstart task, real receipt rows, a tokenizer."""
+"""Shared fixtures for the training tests: the small receipts recipe's task (recipes/receipts-small.yaml), real receipt rows, a tokenizer."""
 
 from pathlib import Path
 
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def receipts_recipe():
     from distill.recipe import load_recipe
 
-    return load_recipe(ROOT / "recipes" / "quickstart.yaml")
+    return load_recipe(ROOT / "recipes" / "receipts-small.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def small_student():
 
 
 def _small_student(receipts_recipe, model_dir, **training):
-    """The quickstart's student section pointed at a tiny model, with quick training numbers."""
+    """The small receipts recipe's student section pointed at a tiny model, with quick training numbers."""
     student = receipts_recipe.student.model_copy(deep=True)
     student.model = str(model_dir)
     for key, value in {"batch_size": 2, "max_steps": 4, "eval_steps": 2, **training}.items():

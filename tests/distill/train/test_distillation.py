@@ -309,7 +309,7 @@ def test_train_student_with_distillation(small_student, receipts_recipe, receipt
 def test_recipe_with_distillation_validates_and_bad_loss_is_named():
     from distill.recipe import RecipeError, load_recipe
 
-    quick = ROOT / "recipes" / "quickstart.yaml"
+    quick = ROOT / "recipes" / "receipts-small.yaml"
     recipe = load_recipe(quick, ["student.training.distillation={teacher_model: gemma-3-1b, loss: jsd, beta: 0.2}"])
     d = recipe.student.training.distillation
     assert (d.teacher_model, d.loss, d.beta, d.alpha, d.temperature) == ("gemma-3-1b", "jsd", 0.2, 0.5, 1.0)

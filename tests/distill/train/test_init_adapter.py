@@ -46,9 +46,9 @@ def test_training_continues_from_a_previous_adapter(small_student, receipts_reci
 
 def test_init_adapter_is_checked_when_the_recipe_loads(tmp_path):
     with pytest.raises(RecipeError, match="student.init_adapter: no LoRA adapter at"):
-        load_recipe(ROOT / "recipes" / "quickstart.yaml", [f"student.init_adapter={tmp_path}"])
+        load_recipe(ROOT / "recipes" / "receipts-small.yaml", [f"student.init_adapter={tmp_path}"])
     with pytest.raises(RecipeError, match="needs student.method lora or qlora"):
-        load_recipe(ROOT / "recipes" / "quickstart.yaml", [f"student.init_adapter={tmp_path}", "student.method=full"])
+        load_recipe(ROOT / "recipes" / "receipts-small.yaml", [f"student.init_adapter={tmp_path}", "student.method=full"])
 
 
 def test_a_classifier_continues_its_adapter_and_head(small_student, receipts_recipe, receipt_rows, tiny_gemma_dir, tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[3]
-RECIPE = ROOT / "recipes" / "quickstart.yaml"
+RECIPE = ROOT / "recipes" / "receipts-small.yaml"
 STEPS, SAVE_EVERY = 8, 2
 
 
