@@ -133,6 +133,8 @@ def summarise(recipe, built: Built, rows: list[dict], recs: list[dict], teacher:
         # counts (forced and copied ones too), over the time after the prompt's pass
         gen_tok = sum(r["completion_tokens"] for r in recs)
         decode = sum(r["latency_s"] - r["extra"]["decode"]["prompt_s"] for r in recs)
+    if recs and not any(r["completion_tokens"] for r in recs):  # a head or retriever generates nothing:
+        gen_tok, decode = 0, 0  # no generation rate (llama.cpp's counters would count its pass)
     price_in, price_out, price_src = costs.teacher_prices(recipe)
     paid = [r["cost_usd"] for r in recs if r["cost_usd"]]
     cost = costs.predictor_cost(
@@ -162,7 +164,7 @@ def summarise(recipe, built: Built, rows: list[dict], recs: list[dict], teacher:
         "p95_latency_s": percentile(lat, 95),
         "mean_latency_s": mean(lat),
         "prompt_tokens_per_s": prompt_tok / prefill if prefill else None,
-        "generation_tokens_per_s": gen_tok / decode if decode else (gen_tok / sum(lat) if lat and sum(lat) else None),
+        "generation_tokens_per_s": gen_tok / decode if decode else (gen_tok / sum(lat) if gen_tok and lat and sum(lat) else None),
         "mean_prompt_tokens": mean([r["prompt_tokens"] for r in recs]),
         "mean_completion_tokens": mean([r["completion_tokens"] for r in recs]),
         "tokens_estimated": any(r["extra"].get("tokens_estimated") for r in recs),

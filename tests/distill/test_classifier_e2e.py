@@ -44,6 +44,7 @@ def test_the_run_trains_a_calibrated_head_and_ships_it(head_run):
     summary = json.loads((head_run / "summary.json").read_text())
     assert summary["student"]["json_validity"] == 1.0 and summary["gguf-f16"]["json_validity"] == 1.0
     assert summary["gguf-f16"]["n"] == 6
+    assert summary["gguf-f16"]["generation_tokens_per_s"] is None  # a head generates no tokens: no rate in the report
     bundle = Path(json.loads((head_run / "pack/record.json").read_text())["outputs"]["bundle"])
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["head"] == "head.npz" and "head.npz" in manifest["files"]

@@ -26,6 +26,7 @@ def test_quickstart_on_the_real_270m(tmp_path):
     device, teacher = summary["gguf-q4_k_m"], summary["teacher"]
     assert device["n"] == 20 and device["json_validity"] == 1.0 and device["p50_latency_s"] > 0
     assert 0 < device["cost_per_1k_usd"] and 0 < teacher["cost_per_1k_usd"]
+    assert device["generation_tokens_per_s"] is None  # one pass, no generated tokens to rate
     assert device["peak_rss_bytes"] < 2 * 1024**3  # the predictor's own memory, not the eval process's
     metrics = json.loads((run_dir / "train/train_metrics.json").read_text())
     assert metrics["student_head"] == "classifier" and metrics["steps"] == 2 and metrics["val_rows"] > 0
