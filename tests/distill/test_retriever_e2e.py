@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from edge_runtime.server_settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "faq-support.yaml"
@@ -79,7 +80,7 @@ def test_predict_cli_and_the_task_endpoint_answer_faq_ids(run):
     assert done.returncode == 0, done.stderr[-2000:]
     body = json.loads(done.stdout)
     assert body["answer"]["faq_id"] in ids and len(body["alternatives"]) == 3
-    with LiveServer(create_app(bundle, n_threads=2)) as live:
+    with LiveServer(create_app(bundle, ServerSettings(n_threads=2))) as live:
         r = httpx.post(live.url + "/v1/tasks/faq-support", json={"input": QUERIES[1]}, timeout=60)
         assert r.status_code == 200, r.text
         body = r.json()
