@@ -10,7 +10,7 @@ recipe in one pass. Defaults live here and only here, except those the runtime r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, NamedTuple, Union
 
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
@@ -329,6 +329,24 @@ class RetrieverConfig(Strict):
 HEAD_DEFAULTS = {"extraction": "generate", "classification": "generate", "faq": "generate"}
 
 
+class HeadRule(NamedTuple):
+    """What a student.head other than generate asks of the recipe: a task it answers (`answers`;
+    `tasks` says which, `{kind}` being task.kind) and student.method lora; it ships its merged
+    body plus `ships`, so no `<type>+lora` quantize type."""
+
+    answers: Callable[[TaskSpec], bool]
+    tasks: str
+    ships: str
+
+
+HEAD_RULES = {
+    "classifier": HeadRule(lambda task: task.kind == "classification", "classification tasks; task.kind is {kind!r}",
+                           "the head file"),
+    "retriever": HeadRule(lambda task: task.kind == "faq" and bool(task.knowledge_base),
+                          "faq tasks with task.knowledge_base", "retriever.npz"),
+}
+
+
 class StudentConfig(Strict):
     model: str = Field("gemma-3-270m", description="a preset name, an HF id or a local path")
     method: Literal["lora", "qlora", "full"] = Field("lora", description="lora: adapters on frozen weights; qlora: "
@@ -430,26 +448,18 @@ class Recipe(Strict):
                 raise ValueError(f"teacher.privacy.local_only is true but teacher.base_url {', '.join(remote)} is not "
                                  f"on a local host (teacher.privacy.local_hosts: {privacy.local_hosts}); point the "
                                  f"teacher at a local server, add its host to local_hosts, or set local_only: false")
-        if self.student.head == "classifier":
-            if self.task.kind != "classification":
-                raise ValueError(f"student.head: classifier is for classification tasks; task.kind is {self.task.kind!r} "
+        rule = HEAD_RULES.get(self.student.head)
+        if rule is not None:
+            head = self.student.head
+            if not rule.answers(self.task):
+                raise ValueError(f"student.head: {head} is for {rule.tasks.format(kind=self.task.kind)} "
                                  f"(use student.head: generate)")
             if self.student.method != "lora":
-                raise ValueError("student.head: classifier trains with student.method: lora")
+                raise ValueError(f"student.head: {head} trains with student.method: lora")
             lora_types = [t for t in self.quantize.types if gguf_types.split_type(t)[1]]
             if lora_types:
-                raise ValueError(f"quantize.types {lora_types}: a classifier student ships its merged body (plus the "
-                                 f"head file); use plain types such as q8_0 or q4_k_m")
-        if self.student.head == "retriever":
-            if not (self.task.kind == "faq" and self.task.knowledge_base):
-                raise ValueError("student.head: retriever is for faq tasks with task.knowledge_base (use student.head: "
-                                 "generate)")
-            if self.student.method != "lora":
-                raise ValueError("student.head: retriever trains with student.method: lora")
-            lora_types = [t for t in self.quantize.types if t.endswith("+lora")]
-            if lora_types:
-                raise ValueError(f"quantize.types {lora_types}: a retriever student ships its merged body (plus "
-                                 f"retriever.npz); use plain types such as q8_0 or q4_k_m")
+                raise ValueError(f"quantize.types {lora_types}: a {head} student ships its merged body (plus "
+                                 f"{rule.ships}); use plain types such as q8_0 or q4_k_m")
         if self.student.init_adapter is not None and (self.student.method == "full" or student_head(self) == "retriever"):
             raise ValueError("student.init_adapter continues a LoRA adapter (and a classifier's head): it needs "
                              "student.method lora or qlora and the generate or classifier head; remove it or change those")

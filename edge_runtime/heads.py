@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -32,45 +32,85 @@ class HeadError(ValueError):
     """A head file that cannot be used; the message says what is wrong and what to do."""
 
 
-@dataclass
-class ClassifierHead:
-    weight: np.ndarray  # (labels, hidden)
-    labels: list[str]
-    temperature: float = 1.0
-    pooling: str = POOLING
+H = TypeVar("H", bound="HeadFile")
+
+
+class HeadFile:
+    """What every head file (`ClassifierHead`, `retriever.RetrieverHead`) shares: it is an npz
+    archive, read without pickle and refused with one clear error when it cannot be read, and
+    written back the same way. A subclass names its file (`FILE`), what it is (`KIND`) and its
+    error (`ERROR`); it reads its fields (`_from_npz`), checks them (`_check`) and lists what it
+    writes (`_arrays`)."""
+
+    FILE: ClassVar[str]
+    KIND: ClassVar[str]
+    ERROR: ClassVar[type[ValueError]]
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = HEAD_FILE) -> "ClassifierHead":
+    def _from_npz(cls: type[H], z: Any) -> H:
+        raise NotImplementedError
+
+    def _check(self, what: str) -> None:
+        """Raise `ERROR` naming `what` when the fields read cannot be used."""
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_bytes(cls: type[H], data: bytes, what: str | None = None) -> H:
+        what = cls.FILE if what is None else what
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                weight = np.asarray(z["weight"], dtype=np.float32)
-                labels = [str(x) for x in z["labels"].tolist()]
-                temperature = float(z["temperature"]) if "temperature" in z else 1.0
-                pooling = str(z["pooling"]) if "pooling" in z else POOLING
+                head = cls._from_npz(z)
         except (ValueError, KeyError, OSError, EOFError) as exc:
-            raise HeadError(f"{what}: not a classifier head file ({exc}); re-train or re-pack the bundle") from exc
-        if weight.ndim != 2 or weight.shape[0] != len(labels) or len(labels) < 2:
-            raise HeadError(f"{what}: weight {weight.shape} does not match {len(labels)} labels; re-train the student")
-        if not np.isfinite(weight).all() or not (np.isfinite(temperature) and temperature > 0):
-            raise HeadError(f"{what}: non-finite weights or temperature; re-train the student")
-        if pooling != POOLING:
-            raise HeadError(f"{what}: pooling {pooling!r} is not supported (only {POOLING!r})")
-        return cls(weight, labels, temperature, pooling)
+            raise cls.ERROR(f"{what}: not a {cls.KIND} file ({exc}); re-train or re-pack the bundle") from exc
+        head._check(what)
+        return head
 
     @classmethod
-    def load(cls, path: str | Path) -> "ClassifierHead":
+    def load(cls: type[H], path: str | Path) -> H:
         return cls.from_bytes(Path(path).read_bytes(), str(path))
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, weight=self.weight.astype(np.float32), labels=np.array(self.labels, dtype=np.str_),
-                 temperature=np.float64(self.temperature), pooling=np.str_(self.pooling))
+        np.savez(buf, **self._arrays())
         return buf.getvalue()
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.write_bytes(self.to_bytes())
         return path
+
+
+@dataclass
+class ClassifierHead(HeadFile):
+    weight: np.ndarray  # (labels, hidden)
+    labels: list[str]
+    temperature: float = 1.0
+    pooling: str = POOLING
+
+    FILE = HEAD_FILE
+    KIND = "classifier head"
+    ERROR = HeadError
+
+    @classmethod
+    def _from_npz(cls, z: Any) -> "ClassifierHead":
+        return cls(np.asarray(z["weight"], dtype=np.float32), [str(x) for x in z["labels"].tolist()],
+                   float(z["temperature"]) if "temperature" in z else 1.0,
+                   str(z["pooling"]) if "pooling" in z else POOLING)
+
+    def _check(self, what: str) -> None:
+        weight, labels, temperature = self.weight, self.labels, self.temperature
+        if weight.ndim != 2 or weight.shape[0] != len(labels) or len(labels) < 2:
+            raise HeadError(f"{what}: weight {weight.shape} does not match {len(labels)} labels; re-train the student")
+        if not np.isfinite(weight).all() or not (np.isfinite(temperature) and temperature > 0):
+            raise HeadError(f"{what}: non-finite weights or temperature; re-train the student")
+        if self.pooling != POOLING:
+            raise HeadError(f"{what}: pooling {self.pooling!r} is not supported (only {POOLING!r})")
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"weight": self.weight.astype(np.float32), "labels": np.array(self.labels, dtype=np.str_),
+                "temperature": np.float64(self.temperature), "pooling": np.str_(self.pooling)}
 
     @property
     def hidden_size(self) -> int:

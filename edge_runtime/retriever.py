@@ -19,13 +19,12 @@ embeddings its fp32 body computes; packing recomputes them with the shipped GGUF
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge_runtime.heads import HeadFile
 from edge_runtime.task import NO_ANSWER
 
 RETRIEVER_FILE = "retriever.npz"
@@ -74,7 +73,7 @@ def sigmoid(z: np.ndarray | float) -> np.ndarray | float:
 
 
 @dataclass
-class RetrieverHead:
+class RetrieverHead(HeadFile):
     ids: list[str]
     entries: np.ndarray  # (len(ids), hidden), unit rows
     dense_weight: float = 0.5
@@ -85,49 +84,38 @@ class RetrieverHead:
     query_prefix: str = QUERY_PREFIX
     entry_prefix: str = ENTRY_PREFIX
 
+    FILE = RETRIEVER_FILE
+    KIND = "retriever head"
+    ERROR = RetrieverError
+
     def __post_init__(self) -> None:
         self.entries = np.asarray(self.entries, dtype=np.float32)
         if self.calibration is None:
             self.calibration = np.array([0.0, 0.0, 60.0])  # p = 1: no abstention until fitted
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = RETRIEVER_FILE) -> "RetrieverHead":
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                head = cls(ids=[str(x) for x in z["ids"].tolist()], entries=z["entries"],
-                           dense_weight=float(z["dense_weight"]), rrf_k=int(z["rrf_k"]),
-                           calibration=np.asarray(z["calibration"], dtype=np.float64), threshold=float(z["threshold"]),
-                           pooling=str(z["pooling"]), query_prefix=str(z["query_prefix"]),
-                           entry_prefix=str(z["entry_prefix"]))
-        except (ValueError, KeyError, OSError, EOFError) as exc:
-            raise RetrieverError(f"{what}: not a retriever head file ({exc}); re-train or re-pack the bundle") from exc
-        if head.entries.ndim != 2 or head.entries.shape[0] != len(head.ids) or not head.ids:
-            raise RetrieverError(f"{what}: entries {head.entries.shape} do not match {len(head.ids)} ids; re-pack the bundle")
-        if not (np.isfinite(head.entries).all() and np.isfinite(head.calibration).all() and head.calibration.shape == (3,)):
+    def _from_npz(cls, z: Any) -> "RetrieverHead":
+        return cls(ids=[str(x) for x in z["ids"].tolist()], entries=z["entries"],
+                   dense_weight=float(z["dense_weight"]), rrf_k=int(z["rrf_k"]),
+                   calibration=np.asarray(z["calibration"], dtype=np.float64), threshold=float(z["threshold"]),
+                   pooling=str(z["pooling"]), query_prefix=str(z["query_prefix"]), entry_prefix=str(z["entry_prefix"]))
+
+    def _check(self, what: str) -> None:
+        if self.entries.ndim != 2 or self.entries.shape[0] != len(self.ids) or not self.ids:
+            raise RetrieverError(f"{what}: entries {self.entries.shape} do not match {len(self.ids)} ids; re-pack the bundle")
+        if not (np.isfinite(self.entries).all() and np.isfinite(self.calibration).all() and self.calibration.shape == (3,)):
             raise RetrieverError(f"{what}: non-finite embeddings or calibration; re-train the student")
-        if not 0 <= head.dense_weight <= 1 or head.rrf_k < 1:
+        if not 0 <= self.dense_weight <= 1 or self.rrf_k < 1:
             raise RetrieverError(f"{what}: dense_weight must be in [0, 1] and rrf_k >= 1; re-train the student")
-        if head.pooling != POOLING:
-            raise RetrieverError(f"{what}: pooling {head.pooling!r} is not supported (only {POOLING!r})")
-        return head
+        if self.pooling != POOLING:
+            raise RetrieverError(f"{what}: pooling {self.pooling!r} is not supported (only {POOLING!r})")
 
-    @classmethod
-    def load(cls, path: str | Path) -> "RetrieverHead":
-        return cls.from_bytes(Path(path).read_bytes(), str(path))
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, ids=np.array(self.ids, dtype=np.str_), entries=self.entries.astype(np.float32),
-                 dense_weight=np.float64(self.dense_weight), rrf_k=np.int64(self.rrf_k),
-                 calibration=np.asarray(self.calibration, dtype=np.float64), threshold=np.float64(self.threshold),
-                 pooling=np.str_(self.pooling), query_prefix=np.str_(self.query_prefix),
-                 entry_prefix=np.str_(self.entry_prefix))
-        return buf.getvalue()
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_bytes(self.to_bytes())
-        return path
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"ids": np.array(self.ids, dtype=np.str_), "entries": self.entries.astype(np.float32),
+                "dense_weight": np.float64(self.dense_weight), "rrf_k": np.int64(self.rrf_k),
+                "calibration": np.asarray(self.calibration, dtype=np.float64), "threshold": np.float64(self.threshold),
+                "pooling": np.str_(self.pooling), "query_prefix": np.str_(self.query_prefix),
+                "entry_prefix": np.str_(self.entry_prefix)}
 
     @property
     def hidden_size(self) -> int:

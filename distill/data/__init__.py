@@ -1,1 +1,1 @@
-"""Task data: reading and splitting rows, synthesis and curation."""
+"""Task data: reading and splitting rows, and curation."""

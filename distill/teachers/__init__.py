@@ -5,6 +5,9 @@ Kinds: `dataset` (answers already on disk), `openai` (any OpenAI-compatible endp
 share one engine (`label.Labeller`): a SQLite response cache in the run directory (so a
 re-run, even of a stage whose directory was wiped, pays nothing twice), a cost ledger with
 a budget, rate limits, validation with one retry, and self-consistency voting.
+
+Synthesis (`synthesize.py`) is teacher work too: the teacher writes new inputs from seed rows
+before the teach stage labels them.
 """
 
 from distill.teachers.labelling import CACHE_NAME, cache_path, make_backend, make_labeller

@@ -43,7 +43,7 @@ async def _teach(recipe, labeller, rows: list[dict[str, Any]]):
     synth = getattr(recipe.teacher, "synthesize", None)
     stats = None
     if synth is not None:
-        from distill.data.synthesize import synthesize_rows
+        from distill.teachers.synthesize import synthesize_rows
 
         try:
             new_rows, stats = await synthesize_rows(recipe, rows, labeller)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from edge_runtime.engines.hidden_state import HiddenStateReader, load_body
+from edge_runtime.engines.llamacpp import LlamaCppModel
 from edge_runtime.heads import ClassifierHead, head_input
 from edge_runtime.layout import N_CTX
 from edge_runtime.predictor import Prediction
@@ -27,7 +28,19 @@ class HeadOnly(ValueError):
     """A text-generation call on a classifier bundle (the server answers it with a 400)."""
 
 
-class LlamaCppHeadPredictor:
+def head_settings(bundle: Any, read_head: Callable[[bytes, str], Any], n_gpu_layers: int | None) -> dict[str, Any]:
+    """What a head predictor (classifier or retriever) takes from a verified bundle: its head file
+    (`manifest["head"]`) read by `read_head` (the head class's `from_bytes`), the context size, the
+    GPU layers (the bundle's profile unless `n_gpu_layers` overrides it) and the head file's size."""
+    from edge_runtime.profiles import gpu_layers_for
+
+    rel = bundle.manifest["head"]
+    return {"head": read_head(bundle.read_bytes(rel), rel), "n_ctx": int(bundle.generation.get("n_ctx", N_CTX)),
+            "n_gpu_layers": gpu_layers_for(bundle.manifest.get("profile"), n_gpu_layers),
+            "head_bytes": int(bundle.manifest["files"][rel]["bytes"])}
+
+
+class LlamaCppHeadPredictor(LlamaCppModel):
     """Answers a classification task with a GGUF body (one forward pass) plus a numpy head."""
 
     def __init__(self, gguf_path: str | Path, task: TaskSpec, head: ClassifierHead, name: str = "gguf",
@@ -52,22 +65,8 @@ class LlamaCppHeadPredictor:
     @classmethod
     def from_bundle(cls, bundle: Any, name: str = "gguf", n_threads: int | None = None,
                     n_gpu_layers: int | None = None, **kwargs: Any):
-        from edge_runtime.profiles import gpu_layers_for
-
-        head = ClassifierHead.from_bytes(bundle.read_bytes(bundle.manifest["head"]), bundle.manifest["head"])
-        return cls(bundle.model_path, bundle.task, head, name=name, n_ctx=int(bundle.generation.get("n_ctx", N_CTX)),
-                   n_threads=n_threads, lora_path=bundle.adapter_path,
-                   n_gpu_layers=gpu_layers_for(bundle.manifest.get("profile"), n_gpu_layers),
-                   head_bytes=int(bundle.manifest["files"][bundle.manifest["head"]]["bytes"]))
-
-    def close(self) -> None:
-        llm, self.llm = self.llm, None
-        if llm is not None:
-            llm.close()
-
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size + self.head_bytes + (self.lora_path.stat().st_size if self.lora_path else 0)
+        return cls(bundle.model_path, bundle.task, name=name, n_threads=n_threads, lora_path=bundle.adapter_path,
+                   **head_settings(bundle, ClassifierHead.from_bytes, n_gpu_layers))
 
     def hidden(self, text: str) -> tuple[np.ndarray, int]:
         """The last token's final hidden state of `text` and its token count (one pass)."""

@@ -226,7 +226,26 @@ class PrefixState:
         self.restores += 1
 
 
-class LlamaCppPredictor:
+class LlamaCppModel:
+    """What every llama.cpp predictor (generative, classifier head, retriever) shares: freeing its
+    model (`llm`) and the bytes it ships: the GGUF at `path`, a head file of `head_bytes` beside it
+    and a GGUF LoRA adapter at `lora_path`, where it has them."""
+
+    lora_path: Path | None = None
+    head_bytes: int = 0
+
+    def close(self) -> None:
+        """Free the model now; llama.cpp's own finaliser can fail at interpreter exit."""
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.close()
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size + self.head_bytes + (self.lora_path.stat().st_size if self.lora_path else 0)
+
+
+class LlamaCppPredictor(LlamaCppModel):
     """Answers a task with a GGUF. Thread-safe: one request at a time per model.
 
     `decoder`: "schema" (default) decodes with `engines.decoding.SchemaDecoder`: llguidance's
@@ -283,16 +302,6 @@ class LlamaCppPredictor:
                    max_new_tokens=int(gen.get("max_new_tokens", MAX_NEW_TOKENS)), n_threads=n_threads,
                    grammar_text=bundle.grammar, prefix_reuse=prefix_reuse, lora_path=bundle.adapter_path,
                    decoding={**(gen.get("decoding") or {}), **(decoding or {})}, **kwargs)
-
-    def close(self) -> None:
-        """Free the model now; llama.cpp's own finaliser can fail at interpreter exit."""
-        llm, self.llm = self.llm, None
-        if llm is not None:
-            llm.close()
-
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size + (self.lora_path.stat().st_size if self.lora_path else 0)
 
     # `timeout_s` (None: no limit) stops generation and raises GenerationTimeout; the
     # clock starts once this model's lock is held, so it measures generation, not waiting.

@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.engines.head import HeadOnly
+from edge_runtime.engines.head import HeadOnly, head_settings
 from edge_runtime.engines.hidden_state import HiddenStateReader, load_body
+from edge_runtime.engines.llamacpp import LlamaCppModel
 from edge_runtime.layout import N_CTX
 from edge_runtime.predictor import Prediction
 from edge_runtime.retriever import RetrieverHead, bm25_scores
 from edge_runtime.task import TaskSpec
 
 
-class LlamaCppRetrieverPredictor:
+class LlamaCppRetrieverPredictor(LlamaCppModel):
     """Answers a faq task with a GGUF body (final hidden state), BM25 and a numpy retriever head."""
 
     def __init__(self, gguf_path: str | Path, task: TaskSpec, head: RetrieverHead, name: str = "gguf",
@@ -48,22 +49,8 @@ class LlamaCppRetrieverPredictor:
     @classmethod
     def from_bundle(cls, bundle: Any, name: str = "gguf", n_threads: int | None = None,
                     n_gpu_layers: int | None = None, **kwargs: Any):
-        from edge_runtime.profiles import gpu_layers_for
-
-        rel = bundle.manifest["head"]
-        head = RetrieverHead.from_bytes(bundle.read_bytes(rel), rel)
-        return cls(bundle.model_path, bundle.task, head, name=name, n_ctx=int(bundle.generation.get("n_ctx", N_CTX)),
-                   n_threads=n_threads, n_gpu_layers=gpu_layers_for(bundle.manifest.get("profile"), n_gpu_layers),
-                   head_bytes=int(bundle.manifest["files"][rel]["bytes"]))
-
-    def close(self) -> None:
-        llm, self.llm = self.llm, None
-        if llm is not None:
-            llm.close()
-
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size + self.head_bytes
+        return cls(bundle.model_path, bundle.task, name=name, n_threads=n_threads,
+                   **head_settings(bundle, RetrieverHead.from_bytes, n_gpu_layers))
 
     def embed(self, text: str) -> tuple[np.ndarray, int]:
         with self._lock:  # one forward pass: like prompt evaluation, not interrupted by a timeout

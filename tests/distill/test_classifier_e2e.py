@@ -4,8 +4,6 @@ teach -> curate -> train (LoRA + head, temperature fitted on validation) -> eval
 HF body + head; a tampered head is refused."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,20 +18,8 @@ MESSAGES = ["I still have not received my new card, why?", "How do I top up with
 
 
 @pytest.fixture(scope="module")
-def head_run(tmp_path_factory, tiny_gemma_dir):
-    tmp = tmp_path_factory.mktemp("head")
-    run_dir = tmp / "run"
-    args = ["run", str(RECIPE), "--run-dir", str(run_dir), "--set", f"student.model={tiny_gemma_dir}",
-            "--set", "student.head=classifier", "--set", "data.split.train_size=60", "--set", "data.split.eval_size=6",
-            "--set", "student.training.max_steps=3", "--set", "student.training.batch_size=4",
-            "--set", "student.training.val_fraction=0.2",
-            "--set", "eval.predictors=[teacher,student,gguf]", "--set", "eval.bootstrap_samples=50",
-            "--set", "quantize.types=[f16]"]
-    done = subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=tmp, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
-    for noise in ("pooling_type", "SWA cache", "FutureWarning"):  # llama.cpp and library warnings stay quiet
-        assert noise not in done.stderr, done.stderr[-3000:]
-    return run_dir
+def head_run(head_student_run):
+    return head_student_run(RECIPE, "classifier")
 
 
 def test_the_run_trains_a_calibrated_head_and_ships_it(head_run):
@@ -95,20 +81,14 @@ def test_served_head_answers_labels_and_refuses_free_text(head_run):
 
 
 def test_a_tampered_or_foreign_head_is_refused(head_run, tmp_path):
-    import shutil
-
     from edge_runtime.bundle import BundleError, load_bundle, pack
     from edge_runtime.heads import ClassifierHead
     from edge_runtime.task import TaskSpec
+    from tests.distill.conftest import tampered_copy
 
     bundle = Path(json.loads((head_run / "pack/record.json").read_text())["outputs"]["bundle"])
-    copy = tmp_path / "b"
-    shutil.copytree(bundle, copy)
-    data = bytearray((copy / "head.npz").read_bytes())
-    data[-40] ^= 0xFF
-    (copy / "head.npz").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="head.npz"):
-        load_bundle(copy)
+        load_bundle(tampered_copy(bundle, "head.npz", tmp_path / "b"))
     # a head trained for other labels is not packed with this task
     foreign = ClassifierHead(np.zeros((2, 64), np.float32), ["a", "b"]).save(tmp_path / "foreign.npz")
     task = TaskSpec.model_validate_json((bundle / "task.json").read_text())

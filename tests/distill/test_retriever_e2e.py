@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from edge_runtime.server_settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "faq-support.yaml"
@@ -19,19 +20,8 @@ QUERIES = ["how do I strike through words on github", "delete my facebook accoun
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_gemma_dir):
-    tmp = tmp_path_factory.mktemp("retriever")
-    run_dir = tmp / "run"
-    args = ["run", str(RECIPE), "--run-dir", str(run_dir), "--set", f"student.model={tiny_gemma_dir}",
-            "--set", "student.head=retriever", "--set", "data.split.train_size=60", "--set", "data.split.eval_size=6",
-            "--set", "student.training.max_steps=3", "--set", "student.training.batch_size=4",
-            "--set", "student.training.val_fraction=0.2", "--set", "eval.predictors=[teacher,student,gguf]",
-            "--set", "eval.bootstrap_samples=50", "--set", "quantize.types=[f16]"]
-    done = subprocess.run([sys.executable, "-m", "distill.cli", *args], cwd=tmp, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
-    for noise in ("pooling_type", "SWA cache", "FutureWarning", "UserWarning"):
-        assert noise not in done.stderr, done.stderr[-3000:]
-    return run_dir
+def run(head_student_run):
+    return head_student_run(RECIPE, "retriever", also_quiet=("UserWarning",))
 
 
 def _bundle(run_dir: Path) -> Path:
@@ -90,7 +80,7 @@ def test_predict_cli_and_the_task_endpoint_answer_faq_ids(run):
     assert done.returncode == 0, done.stderr[-2000:]
     body = json.loads(done.stdout)
     assert body["answer"]["faq_id"] in ids and len(body["alternatives"]) == 3
-    with LiveServer(create_app(bundle, n_threads=2)) as live:
+    with LiveServer(create_app(bundle, ServerSettings(n_threads=2))) as live:
         r = httpx.post(live.url + "/v1/tasks/faq-support", json={"input": QUERIES[1]}, timeout=60)
         assert r.status_code == 200, r.text
         body = r.json()
@@ -103,19 +93,13 @@ def test_predict_cli_and_the_task_endpoint_answer_faq_ids(run):
 
 
 def test_a_tampered_or_misplaced_retriever_is_refused(run, tmp_path):
-    import shutil
-
     from edge_runtime.bundle import BundleError, load_bundle, pack
     from edge_runtime.task import TaskSpec
+    from tests.distill.conftest import tampered_copy
 
     bundle = _bundle(run)
-    copy = tmp_path / "b"
-    shutil.copytree(bundle, copy)
-    data = bytearray((copy / "retriever.npz").read_bytes())
-    data[-40] ^= 0xFF
-    (copy / "retriever.npz").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="retriever.npz"):
-        load_bundle(copy)
+        load_bundle(tampered_copy(bundle, "retriever.npz", tmp_path / "b"))
     other = TaskSpec(name="intents", kind="classification", instructions="x", input_field="text", labels=["a", "b"])
     with pytest.raises(ValueError, match="retriever head is for faq tasks"):
         pack(bundle / "model-f16.gguf", other, tmp_path / "out", head=run / "train/retriever.npz")

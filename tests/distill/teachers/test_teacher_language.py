@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import re
 
-from distill.data.synthesize import messages_for
 from distill.teachers import run_teach
 from distill.teachers.loopback import FixedLatencyServer
 from distill.teachers.prompting import build_messages, flatten, retry_messages
+from distill.teachers.synthesize import messages_for
 from edge_runtime.task import TaskSpec
 
 INTENTS_ZH = {"name": "intents", "kind": "classification", "input_field": "text",

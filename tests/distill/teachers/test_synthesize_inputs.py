@@ -7,10 +7,10 @@ import re
 
 import yaml
 
-from distill.data.synthesize import plan
 from distill.recipe import load_recipe
 from distill.teachers import run_teach
 from distill.teachers.loopback import _response, _Server, chat_completion
+from distill.teachers.synthesize import plan
 from edge_runtime.task import TaskSpec
 
 
