@@ -30,6 +30,7 @@ class RunInfo:
     n_ctx: int
     imatrix: bool
     embedding_type: str | None = None
+    head: Path | None = None  # a head student's head file: the GGUF body is judged with it, as the bundle answers
 
 
 def load_run(run_dir: Path) -> RunInfo:
@@ -51,8 +52,10 @@ def load_run(run_dir: Path) -> RunInfo:
     from edge_runtime.retrieval import task_for_run
 
     task = task_for_run(TaskSpec.model_validate(recipe.task), run_dir)  # a faq KB enriched at curate
+    from edge_runtime.bundle import run_head
+
     return RunInfo(task, merged, read_jsonl(evals),
-                   recipe.quality_floor, int(recipe.n_ctx), recipe.imatrix, recipe.embedding_type)
+                   recipe.quality_floor, int(recipe.n_ctx), recipe.imatrix, recipe.embedding_type, run_head(run_dir))
 
 
 def training_texts(run_dir: Path, task: TaskSpec, limit: int = 64) -> list[str]:
@@ -65,12 +68,14 @@ def training_texts(run_dir: Path, task: TaskSpec, limit: int = 64) -> list[str]:
 
 
 def evaluate_gguf(path: Path, task: TaskSpec, rows: list[dict[str, Any]], n_ctx: int = N_CTX,
-                  max_new_tokens: int = MAX_NEW_TOKENS, lora_path: Path | None = None) -> dict[str, Any]:
-    """Task metric, answers and decode speed of one GGUF (plus its LoRA adapter, if any) on rows that carry `gold`."""
-    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+                  max_new_tokens: int = MAX_NEW_TOKENS, lora_path: Path | None = None,
+                  head: Path | None = None) -> dict[str, Any]:
+    """Task metric, answers and decode speed of one GGUF (plus its LoRA adapter, if any; with the
+    run's head, if it has one) on rows that carry `gold`."""
+    from edge_runtime.engines.dispatch import gguf_predictor
     from quantize.progress import bar
 
-    pred = LlamaCppPredictor(path, task, n_ctx=n_ctx, max_new_tokens=max_new_tokens, lora_path=lora_path)
+    pred = gguf_predictor(path, task, head=head, n_ctx=n_ctx, lora_path=lora_path, max_new_tokens=max_new_tokens)
     answers, scores, tokens, seconds = [], [], 0, 0.0
     try:
         with bar(f"evaluating {Path(path).name}", len(rows)) as advance:
@@ -119,7 +124,8 @@ def sweep(run_dir: Path, profile: str, types: list[str] | None = None, out_dir: 
         entry: dict[str, Any] = {"type": qtype, "path": str(path), "size_mib": round((path.stat().st_size + extra) / MB, 1),
                                  "fits": fitted.fits, **({"adapter": str(adapter)} if adapter else {})}
         if fitted.fits or qtype == "f16":
-            res = evaluate_gguf(path, info.task, rows, n_ctx=min(info.n_ctx, EVAL_MAX_CTX), lora_path=adapter)
+            res = evaluate_gguf(path, info.task, rows, n_ctx=min(info.n_ctx, EVAL_MAX_CTX), lora_path=adapter,
+                                head=info.head)
             if reference is None:
                 reference = res["answers"]
             same = sum(a == b for a, b in zip(res["answers"], reference))

@@ -109,28 +109,14 @@ def teacher_predictor(recipe, run_dir: Path | None = None) -> Built:
 
 
 def _gguf(path: Path, recipe, name: str, adapter: Path | None = None, head: Path | None = None) -> Built:
-    from edge_runtime.bundle import is_retriever_file
-    from edge_runtime.engines.llamacpp import LlamaCppPredictor
+    from edge_runtime.engines.dispatch import gguf_predictor
 
     if not path.is_file():
         raise PredictorUnavailable(f"GGUF not found: {path} (run the quantize stage, or give gguf:<path to a .gguf>)")
     if adapter is not None and not adapter.is_file():
         raise PredictorUnavailable(f"LoRA adapter GGUF not found: {adapter} (run the quantize stage again)")
-    if head is not None and is_retriever_file(head):  # the body embeds; entries re-embedded by this GGUF
-        from edge_runtime.engines.retriever import LlamaCppRetrieverPredictor
-        from edge_runtime.retriever import RetrieverHead
-
-        pred = LlamaCppRetrieverPredictor(path, recipe.task, RetrieverHead.load(head), name=name,
-                                          n_ctx=recipe.target.n_ctx, embed_entries=True)
-    elif head is not None:  # a classifier student: the GGUF body (final hidden state) plus the head
-        from edge_runtime.engines.head import LlamaCppHeadPredictor
-        from edge_runtime.heads import ClassifierHead
-
-        pred = LlamaCppHeadPredictor(path, recipe.task, ClassifierHead.load(head), name=name,
-                                     n_ctx=recipe.target.n_ctx, lora_path=adapter, head_bytes=head.stat().st_size)
-    else:
-        pred = LlamaCppPredictor(path, recipe.task, name=name, n_ctx=recipe.target.n_ctx,
-                                 max_new_tokens=recipe.eval.max_new_tokens, lora_path=adapter)
+    pred = gguf_predictor(path, recipe.task, head=head, name=name, n_ctx=recipe.target.n_ctx, lora_path=adapter,
+                          max_new_tokens=recipe.eval.max_new_tokens)
     size = path.stat().st_size + (adapter.stat().st_size if adapter else 0) + (head.stat().st_size if head else 0)
     spec = f"gguf:{path}" + (f"+lora:{adapter}" if adapter else "")
     facts = {"engine": "llama.cpp", **({"adapter": str(adapter)} if adapter else {}),

@@ -61,3 +61,22 @@ def test_cli_refuses_existing_output_and_unknown_type(tiny_f16_gguf, tiny_llamac
     assert (out / "model-f16.gguf").read_bytes() == b"old"
     with pytest.raises(SystemExit, match="unknown type"):
         main(["gguf", str(tiny_llamacpp_gemma), "--out", str(out), "--types", "q9_z"])
+
+
+def test_sweep_judges_a_head_run_through_its_head(run_dir):
+    """A classifier-head run's GGUFs are evaluated as the bundle answers: body + head, one pass each
+    (no generated tokens, so no decode rate), not by generating a label with the body."""
+    import numpy as np
+
+    from edge_runtime.heads import ClassifierHead
+
+    hidden = json.loads((run_dir / "train" / "merged" / "config.json").read_text())
+    hidden = hidden.get("text_config", hidden)["hidden_size"]
+    head = run_dir / "train" / "head.npz"
+    ClassifierHead(np.random.default_rng(0).normal(size=(2, hidden)).astype("float32"), ["refund", "other"], 1.0).save(head)
+    (run_dir / "train" / "record.json").write_text(json.dumps({"stage": "train", "outputs": {
+        "head": str(head), "merged_dir": str(run_dir / "train" / "merged")}}))
+    assert main(["sweep", str(run_dir), "--profile", "router-8gb", "--types", "q4_k_m", "--limit", "4"]) == 0
+    result = json.loads((run_dir / "sweep" / "sweep.json").read_text())
+    for e in result["table"]:
+        assert 0.0 <= e["metric"] <= 1.0 and e["tokens_per_s"] is None, e
