@@ -114,10 +114,36 @@ def stage_quantize(ctx: StageContext) -> dict[str, Any]:
              for k, v in artifacts.items()}
     outputs: dict[str, Any] = {"artifacts": artifacts, "adapters": adapters, "sizes": sizes}
     if "gguf" in ctx.recipe.eval.predictors:
+        from distill.recipe import student_head
+
         evals = read_jsonl(run.eval_split)
-        kinds = [f"gguf:{q}" for q in artifacts if q != "f16" or len(artifacts) == 1]
+        # a head student's F16 body + head is one cheap pass per row: judged too, as the reference
+        head = student_head(ctx.recipe) in ("classifier", "retriever") and "f16" in artifacts
+        kinds = [f"gguf:{q}" for q in artifacts if q != "f16" or len(artifacts) == 1 or head]
         outputs["eval"] = evaluate_predictors(ctx.recipe, ctx.run_dir, kinds, evals, run.quantized_eval)
+        if head:
+            outputs["f16_check"] = head_f16_check(outputs["eval"]["predictors"], q.quality_floor)
     return outputs
+
+
+def head_f16_check(predictors: dict[str, Any], floor: float) -> dict[str, Any]:
+    """Each quantized body + head against the F16 body + head on the same rows: the share of F16's
+    headline it keeps and whether that is at least `quantize.quality_floor` (said on the terminal
+    when it is not: the bundle ships the first type regardless)."""
+    from distill.progress import console
+
+    ref = predictors.get("gguf-f16", {}).get("headline")
+    check: dict[str, Any] = {}
+    for name, summary in predictors.items():
+        if name == "gguf-f16" or ref is None or summary.get("headline") is None:
+            continue
+        kept = summary["headline"] / ref if ref else 1.0
+        check[name.removeprefix("gguf-")] = {"headline": summary["headline"], "f16_headline": ref,
+                                            "share_of_f16": round(kept, 4), "keeps_floor": kept >= floor}
+        if kept < floor:
+            console.print(f"[yellow]{name}: body + head keeps {kept:.1%} of F16's {ref:.3f}, below "
+                          f"quantize.quality_floor {floor:.0%}: ship a larger type (e.g. q8_0 first in quantize.types)[/]")
+    return check
 
 
 def stage_pack(ctx: StageContext) -> dict[str, Any]:

@@ -22,7 +22,9 @@ def test_quickstart_on_the_real_270m(tmp_path):
     for noise in ("FutureWarning", "pooling_type", "Loading checkpoint shards"):  # the terminal carries our output only
         assert noise not in proc.stderr + proc.stdout, (proc.stderr + proc.stdout)[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == {"teacher", "gguf-q4_k_m"}  # no slow predictor in the default path
+    assert set(summary) == {"teacher", "gguf-f16", "gguf-q4_k_m"}  # no slow predictor; F16 body + head is the reference
+    check = json.loads((run_dir / "quantize/record.json").read_text())["outputs"]["f16_check"]["q4_k_m"]
+    assert check["f16_headline"] == summary["gguf-f16"]["headline"] and isinstance(check["keeps_floor"], bool)
     device, teacher = summary["gguf-q4_k_m"], summary["teacher"]
     assert device["n"] == 20 and device["json_validity"] == 1.0 and device["p50_latency_s"] > 0
     assert 0 < device["cost_per_1k_usd"] and 0 < teacher["cost_per_1k_usd"]
