@@ -193,16 +193,50 @@ def test_pack_puts_the_reference_in_the_manifest(tmp_path, gemma_gguf):
     run = _run_with_inputs(tmp_path, gemma_gguf)
     ref = reference_for_run(run, TaskSpec.model_validate(SENTIMENT), gemma_gguf, "q4_k_m")
     assert ref["source"] == {"inputs": "curate/train.jsonl", "rows": 120,
-                             "dev_predictions": "quantize/eval/gguf-model-q4_k_m/predictions.jsonl"}
+                             "dev_predictions": "quantize/eval/gguf-model-q4_k_m/predictions.jsonl",
+                             "labels": {"from": "curate/train.jsonl answer", "rows": 120}}
     feats = ref["features"]
     assert set(feats) == {"chars", "prompt_tokens", "char_class", "confidence", "label"}
-    assert feats["label"]["categories"] == ["positive", "negative", "(invalid)"] and feats["label"]["shares"][0] == 1.0
+    # the labels of the 120 training rows, not the student's 40 dev answers (all "positive")
+    assert feats["label"]["categories"] == ["positive", "negative", "(invalid)"]
+    assert feats["label"]["shares"] == [0.666667, 0.333333, 0.0] and feats["label"]["n"] == 120
     assert feats["confidence"]["n"] == 40 and abs(sum(feats["chars"]["shares"]) - 1) < 1e-4
     bundle = load_bundle(pack_run(run, "router-8gb", tmp_path / "bundle"))
     assert REFERENCE_FILE in bundle.manifest["files"] and bundle.read_json(REFERENCE_FILE) == json.loads(json.dumps(ref))
     # a run without inputs packs as before, without a reference
     bare = make_run_dir(tmp_path / "bare", gemma_gguf, SENTIMENT)
     assert REFERENCE_FILE not in load_bundle(pack_run(bare, "router-8gb", tmp_path / "b2")).manifest["files"]
+
+
+def test_the_label_reference_is_the_largest_labelled_set_and_a_label_shift_flags(tmp_path, gemma_gguf):
+    """The 40-row eval answered only one label; the 120 training rows hold the task's label prior.
+    Traffic like the training rows stays down; the same traffic resampled to half one label
+    (1/3 of it before) raises the flag by 100 requests."""
+    from edge_runtime.task import TaskSpec
+
+    task = TaskSpec.model_validate(SENTIMENT)
+    run = _run_with_inputs(tmp_path, gemma_gguf)
+    (run / "teach").mkdir()
+    (run / "teach" / "eval.jsonl").write_text("".join(json.dumps({"id": f"e{i}", "text": "fine.", "gold": {"label": "negative"}})
+                                                      + "\n" for i in range(40)))
+    ref = reference_for_run(run, task)
+    assert ref["source"]["labels"] == {"from": "curate/train.jsonl answer", "rows": 120}
+    (run / "curate" / "train.jsonl").unlink()  # then the eval split's gold labels, the larger set left
+    assert reference_for_run(run, task)["source"]["labels"] == {"from": "teach/eval.jsonl gold", "rows": 40}
+
+    rng = random.Random(11)
+    same = shifted = 0
+    for _ in range(50):
+        texts = _reviews(100, rng.randrange(10**6))
+        mon = DriftMonitor(ref, window=100)
+        for t in texts:
+            mon.observe(t, label="positive" if rng.random() < 2 / 3 else "negative")
+        same += mon.drifted()
+        mon = DriftMonitor(ref, window=100)
+        for t in texts:
+            mon.observe(t, label="negative" if rng.random() < 0.5 else ("positive" if rng.random() < 2 / 3 else "negative"))
+        shifted += mon.evaluate()["label"]["flag"]
+    assert same == 0 and shifted >= 45
 
 
 def test_a_head_runs_reference_counts_the_tokens_the_head_reads(tmp_path, gemma_gguf):
