@@ -7,16 +7,33 @@ it by the population stability index per feature,
 
     PSI = sum over bins of (live_share - ref_share) * ln(live_share / ref_share)
 
-(shares floored at 1e-4 so an empty bin is finite). Rule of thumb: below 0.1 stable, 0.1 to
-0.2 moving, above 0.2 shifted. The flag rises when any feature passes the threshold
-(`serve --drift-threshold`, default 0.2) with enough live requests seen.
+(a live share is floored at half a request, 0.5 / n, and a reference share at half a reference
+row, 0.5 / N: an empty bin in n requests says the share is under about 1/n, not that it is zero;
+the character-class shares, pooled over characters, keep the 1e-4 floor). Rule of thumb: below
+0.1 stable, 0.1 to 0.2 moving, above 0.2 shifted.
 
-Enough, per feature: sampling noise alone gives PSI of about (bins - 1) / n between two
-samples of the same traffic (31 labels seen over 50 requests: ~0.6, past the threshold), so
-a feature is scored only with `PER_BIN` (10) live requests per occupied reference bin, and at
-least `min_samples` (the window, if smaller, caps it). A categorical or numeric reference
-itself built from fewer rows than that (e.g. dev predictions of a 40-row eval for 31 labels)
-is not scored at all, and said so once at start: re-pack from a run with a larger eval split.
+The flag, per feature, from `min_samples` live requests on (default 50): a feature is flagged
+when its PSI is past BOTH
+
+- the threshold (`serve --drift-threshold`, default 0.2): the shift is large enough to matter, and
+- the noise bound: what two samples of the same traffic exceed with probability `alpha` (default
+  0.001, `serve --drift-false-alarm`) at these sizes. For n live requests against a reference
+  of N rows, PSI is to second order Pearson's chi-square statistic scaled by (1/n + 1/N), so
+  its expectation is (k - 1)(1/n + 1/N) and the bound is
+
+      noise = (1/n + 1/N) * chi2_quantile(1 - alpha, k - 1)
+
+  with k the bins that hold reference or live traffic (Wilson-Hilferty for the quantile).
+
+`edge_drift_flag` is up when any feature is flagged; with five features and alpha 0.001 each,
+same-distribution traffic raises it in at most ~0.5% of windows of any size. Why both: at 50
+requests one input in a bin the reference holds at 0.1% (or none of the 4% of 16-32 character
+inputs) reads PSI 0.1-0.3 from noise alone, which the bound covers (~0.3 for 3 bins, ~1.2 for 31
+labels); at 500 requests and more the bound is small and the threshold keeps a real but
+negligible difference between training and live traffic from flagging. A reference built from
+fewer than `PER_BIN` (10) rows per occupied bin (e.g. the confidences of a 40-row eval) is not a
+sample the bound can trust (a 40-row eval is rarely a random one): it is not scored at all, and
+`serve` says so once at start.
 
 Features (as data, `FEATURES`):
 - `chars`: input length in characters (log-spaced bins);
@@ -25,11 +42,15 @@ Features (as data, `FEATURES`):
   punctuation or other, pooled over the inputs;
 - `confidence`: the student's confidence, from its answers on the dev split (the run's eval
   predictions; absent when the run has none);
-- `label`: the label distribution of a classification task (the student's dev answers, else
-  the training labels).
+- `label`: the label distribution of a classification task, from the run's largest labelled
+  set: the curated training rows' answers or the eval split's gold labels (the student's dev
+  answers only when it has neither). Live, the student's answers are counted: its errors move
+  the label PSI a little (~0.05 over 500 requests for the 0.92-accurate intents-zh student),
+  well under the threshold.
 
-In `/metrics`: `edge_drift_psi{feature}`, `edge_drift_flag` (0/1), `edge_drift_threshold`,
-`edge_drift_window_requests`.
+In `/metrics`: `edge_drift_psi{feature}`, `edge_drift_psi_noise{feature}` (the noise bound at the
+window's size), `edge_drift_feature_flag{feature}` (0/1), `edge_drift_flag` (0/1),
+`edge_drift_threshold`, `edge_drift_false_alarm_ratio` (alpha), `edge_drift_window_requests`.
 """
 
 from __future__ import annotations
@@ -48,8 +69,8 @@ from edge_runtime.layout import PREDICTIONS_FILE, RunLayout, read_jsonl
 REFERENCE_FILE = "drift_reference.json"
 REFERENCE_FORMAT = "edge-drift-reference"
 REFERENCE_VERSION = 1
-DEFAULTS = {"threshold": 0.2, "window": 500, "min_samples": 50, "max_rows": 5000}
-PER_BIN = 10  # live (and reference) rows per occupied reference bin before a feature's PSI means anything
+DEFAULTS = {"threshold": 0.2, "window": 500, "min_samples": 50, "max_rows": 5000, "alpha": 0.001}
+PER_BIN = 10  # reference rows per occupied bin before the reference is a sample the noise bound can trust
 CHAR_CLASSES = ("digit", "latin", "cjk", "space", "punct", "other")
 INVALID = "(invalid)"
 FEATURES: dict[str, dict[str, Any]] = {
@@ -89,8 +110,27 @@ def _shares(counts: list[float]) -> list[float]:
     return [round(c / total, 6) for c in counts] if total else [0.0] * len(counts)
 
 
-def psi(expected: list[float], actual: list[float]) -> float:
-    return sum((a - e) * math.log(a / e) for e, a in ((max(e, EPS), max(a, EPS)) for e, a in zip(expected, actual)))
+def psi(expected: list[float], actual: list[float], floor_expected: float = EPS, floor_actual: float = EPS) -> float:
+    """PSI of `actual` against `expected` shares, each floored (an empty bin stays finite; a bin
+    empty on both sides counts nothing)."""
+    return sum((a - e) * math.log(a / e) for e, a in ((max(e, floor_expected), max(a, floor_actual))
+                                                      for e, a in zip(expected, actual) if e > 0 or a > 0))
+
+
+def chi2_quantile(p: float, df: int) -> float:
+    """The p-quantile of chi-square with `df` degrees of freedom (Wilson-Hilferty; within ~3%
+    for df >= 1 at the tails used here, on the high side for df 1-2)."""
+    from statistics import NormalDist
+
+    df = max(1, df)
+    z = NormalDist().inv_cdf(p)
+    return df * max(0.0, 1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
+def noise_bound(n: int, n_ref: int | None, bins: int, alpha: float = DEFAULTS["alpha"]) -> float:
+    """The PSI two samples of the same traffic (n live, n_ref reference) exceed with
+    probability ~alpha over `bins` occupied bins: (1/n + 1/N) * chi2_quantile(1 - alpha, bins - 1)."""
+    return (1 / n + (1 / n_ref if n_ref else 0.0)) * chi2_quantile(1 - alpha, bins - 1)
 
 
 def build_reference(inputs: list[str], *, prompt_tokens: list[int] | None = None,
@@ -140,21 +180,20 @@ class DriftMonitor:
     """Live traffic over a sliding window against a reference; thread-safe `observe`."""
 
     def __init__(self, reference: dict[str, Any], threshold: float = DEFAULTS["threshold"],
-                 window: int = DEFAULTS["window"], min_samples: int = DEFAULTS["min_samples"]):
-        if threshold <= 0 or window < 1 or min_samples < 1:
-            raise ValueError("--drift-threshold must be > 0 and --drift-window >= 1")
+                 window: int = DEFAULTS["window"], min_samples: int = DEFAULTS["min_samples"],
+                 alpha: float = DEFAULTS["alpha"]):
+        if threshold <= 0 or window < 1 or min_samples < 1 or not 0 < alpha < 1:
+            raise ValueError("--drift-threshold must be > 0, --drift-window >= 1 and --drift-false-alarm in (0, 1)")
         self.reference = check_reference(reference)
         self.features = self.reference["features"]
-        self.threshold, self.min_samples = threshold, min(min_samples, window)
+        self.threshold, self.alpha, self.min_samples = threshold, alpha, min(min_samples, window)
         self._window: deque = deque(maxlen=window)
         self._lock = threading.Lock()
-        self.needed, self.unscored = {}, {}  # live requests before a feature is scored; features never scored, why
+        self.unscored = {}  # features never scored, why
         for name, f in self.features.items():
             floor = PER_BIN * sum(1 for share in f["shares"] if share > 0)
             if f["kind"] != "shares" and isinstance(f.get("n"), int) and f["n"] < floor:
                 self.unscored[name] = f"reference from {f['n']} rows, under {floor} ({PER_BIN} per occupied bin)"
-            else:  # pooled character shares count characters, not requests: min_samples is enough
-                self.needed[name] = min(window, max(self.min_samples, floor if f["kind"] != "shares" else 0))
         if self.unscored:
             log.warning("drift: not scoring %s; re-pack the bundle from a run with a larger eval split",
                         "; ".join(f"{k}: {v}" for k, v in self.unscored.items()))
@@ -172,18 +211,19 @@ class DriftMonitor:
         with self._lock:
             self._window.append(obs)
 
-    def scores(self) -> dict[str, float]:
-        """PSI per feature that has a reference and enough live observations."""
+    def evaluate(self) -> dict[str, dict[str, Any]]:
+        """Per scored feature: `psi`, `n` (live requests), `noise` (the bound at n) and `flag`
+        (PSI past both the threshold and the noise bound)."""
         with self._lock:
             window = list(self._window)
         out = {}
         for name, ref in self.features.items():
-            if name not in self.needed:
+            if name in self.unscored:
                 continue
             seen = [o[name] for o in window if o.get(name) is not None]
             if name == "label":
                 seen = [o["label"] if o["label"] is not None else INVALID for o in window]
-            if len(seen) < self.needed[name]:
+            if len(seen) < self.min_samples:
                 continue
             if ref["kind"] == "numeric":
                 counts = [0] * len(ref["edges"])
@@ -194,25 +234,49 @@ class DriftMonitor:
             else:
                 cats = ref["categories"]
                 counts = [sum(1 for v in seen if (v if v in cats else INVALID) == c) for c in cats]
-            if sum(counts):
-                out[name] = round(psi(ref["shares"], _shares(counts)), 6)
+            if not sum(counts):
+                continue
+            n, n_ref = len(seen), ref.get("n") if isinstance(ref.get("n"), int) and ref["n"] > 0 else None
+            if ref["kind"] == "shares":  # shares of characters: the 1e-4 floor (a request holds many characters)
+                value = psi(ref["shares"], _shares(counts))
+            else:  # half a request, half a reference row
+                value = psi(ref["shares"], _shares(counts), 0.5 / n_ref if n_ref else EPS, 0.5 / n)
+            bins = sum(1 for e, c in zip(ref["shares"], counts) if e > 0 or c > 0)
+            noise = noise_bound(n, n_ref, bins, self.alpha)
+            out[name] = {"psi": round(value, 6), "n": n, "noise": round(noise, 6),
+                         "flag": value > self.threshold and value > noise}
         return out
 
-    def drifted(self, scores: dict[str, float] | None = None) -> bool:
-        scores = self.scores() if scores is None else scores
-        return any(v > self.threshold for v in scores.values())
+    def scores(self) -> dict[str, float]:
+        """PSI per feature that has a reference and enough live observations."""
+        return {name: e["psi"] for name, e in self.evaluate().items()}
+
+    def drifted(self, evaluation: dict[str, dict[str, Any]] | None = None) -> bool:
+        evaluation = self.evaluate() if evaluation is None else evaluation
+        return any(e["flag"] for e in evaluation.values())
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        scores = self.scores()
+        ev = self.evaluate()
         g = GaugeMetricFamily("edge_drift_psi", "population stability index of live task inputs against the bundle's "
                               "training reference, per feature, over the sliding window", labels=["feature"])
-        for name, value in scores.items():
-            g.add_metric([name], value)
+        noise = GaugeMetricFamily("edge_drift_psi_noise", "the PSI sampling noise alone exceeds with probability "
+                                  "edge_drift_false_alarm_ratio at the window's size, per feature", labels=["feature"])
+        flag = GaugeMetricFamily("edge_drift_feature_flag", "1 when the feature's PSI is past both the threshold and "
+                                 "its noise bound", labels=["feature"])
+        for name, e in ev.items():
+            g.add_metric([name], e["psi"])
+            noise.add_metric([name], e["noise"])
+            flag.add_metric([name], int(e["flag"]))
         yield g
-        yield GaugeMetricFamily("edge_drift_flag", "1 when a feature's PSI is past the threshold", value=int(self.drifted(scores)))
+        yield noise
+        yield flag
+        yield GaugeMetricFamily("edge_drift_flag", "1 when a feature's PSI is past the threshold and its noise bound",
+                                value=int(self.drifted(ev)))
         yield GaugeMetricFamily("edge_drift_threshold", "the PSI threshold of the drift flag", value=self.threshold)
+        yield GaugeMetricFamily("edge_drift_false_alarm_ratio", "per feature, the chance that same-distribution "
+                                "traffic passes the noise bound", value=self.alpha)
         yield GaugeMetricFamily("edge_drift_window_requests", "task requests in the drift window", value=len(self._window))
 
 
@@ -242,12 +306,37 @@ def _prompt_tokens(model: Path, task, examples: list[dict[str, Any]], head: bool
             close()
 
 
+def _reference_labels(run: RunLayout, task, max_rows: int) -> tuple[list[str] | None, str | None]:
+    """The label reference of a classification run: the largest labelled set it has, the curated
+    training rows' answers (what the student was taught) or the eval split's gold labels, the
+    training rows on a tie; the student's dev answers only when the run has neither. Both are
+    samples of the traffic's label prior and the noise bound shrinks with their size: a 40-row
+    eval (the first rows, often a few labels) told nothing about 31 labels."""
+    key = task.answer_keys()[0]
+    candidates = []
+    for path, field in ((run.train_rows, "answer"), (run.eval_split, "gold")):
+        if path.is_file():
+            found = [r.get(field) for r in read_jsonl(path, max_rows)]
+            found = [str(a[key]) for a in found if isinstance(a, dict) and a.get(key) is not None]
+            if found:
+                candidates.append((found, f"{path.relative_to(run.root).as_posix()} {field}"))
+    if candidates:
+        return max(candidates, key=lambda c: len(c[0]))  # the first (training rows) on a tie
+    for p in (*sorted(run.quantized_eval.glob(f"gguf-*/{PREDICTIONS_FILE}")), run.predictions("student")):
+        if p.is_file():
+            answers = [r.get("answer") for r in read_jsonl(p, max_rows)]
+            return ([str(a.get(key)) if isinstance(a, dict) else INVALID for a in answers] or None,
+                    f"{p.relative_to(run.root).as_posix()} answer")
+    return None, None
+
+
 def reference_for_run(run_dir: Path, task, model: Path | None = None, qtype: str | None = None,
                       max_rows: int = DEFAULTS["max_rows"]) -> dict[str, Any] | None:
     """The reference profile of a run: training inputs from `curate/train.jsonl` (else the
-    eval split `teach/eval.jsonl`), the quantized student's confidences and labels on the dev
-    split from `quantize/eval/gguf-*/predictions.jsonl` (else `eval/student/`). None when the
-    run has no inputs to profile."""
+    eval split `teach/eval.jsonl`), the quantized student's confidences on the dev split from
+    `quantize/eval/gguf-*/predictions.jsonl` (else `eval/student/`), and for classification the
+    labels of the largest labelled set (`_reference_labels`). None when the run has no inputs
+    to profile."""
     run_dir = Path(run_dir)
     run = RunLayout(run_dir)
     src = next((p for p in (run.train_rows, run.eval_split) if p.is_file()), None)
@@ -266,16 +355,14 @@ def reference_for_run(run_dir: Path, task, model: Path | None = None, qtype: str
             break
     preds = read_jsonl(preds_path, max_rows) if preds_path else []
     confidences = [float(p["confidence"]) for p in preds if isinstance(p.get("confidence"), (int, float))]
-    labels = None
-    if task.kind == "classification":
-        key = task.answer_keys()[0]
-        answers = [p.get("answer") for p in preds] if preds else [r.get("answer") for r in rows]
-        labels = [str(a.get(key)) if isinstance(a, dict) else INVALID for a in answers]
+    labels, label_src = (_reference_labels(run, task, max_rows) if task.kind == "classification" else (None, None))
     from edge_runtime.bundle import run_head
 
     tokens = _prompt_tokens(model, task, rows, head=run_head(run_dir) is not None) if model is not None else None
     source = {"inputs": src.relative_to(run_dir).as_posix(), "rows": len(rows),
               "dev_predictions": preds_path.relative_to(run_dir).as_posix() if preds_path else None}
+    if labels:
+        source["labels"] = {"from": label_src, "rows": len(labels)}
     return build_reference(inputs, prompt_tokens=tokens, confidences=confidences or None, labels=labels,
                            label_set=list(task.labels) if task.kind == "classification" and task.labels else None,
                            source=source)

@@ -39,9 +39,12 @@ class LoopSettings:
     drift_threshold: float = DRIFT_DEFAULTS["threshold"]
     drift_window: int = DRIFT_DEFAULTS["window"]
     drift_min_samples: int = DRIFT_DEFAULTS["min_samples"]
+    drift_alpha: float = DRIFT_DEFAULTS["alpha"]
     shadow: ShadowSettings | None = None
 
     def __post_init__(self):
+        if not 0 < self.drift_alpha < 1:
+            raise ValueError(f"--drift-false-alarm must be between 0 and 1 (got {self.drift_alpha:g})")
         if self.drift_threshold <= 0 or self.drift_window < 1:
             raise ValueError(f"--drift-threshold must be > 0 (got {self.drift_threshold:g}) and --drift-window >= 1 "
                              f"(got {self.drift_window})")
@@ -56,7 +59,7 @@ class ProductionLoop:
         self.drift = None
         ref = bundle.read_json(REFERENCE_FILE)
         if ref is not None:
-            self.drift = DriftMonitor(ref, s.drift_threshold, s.drift_window, s.drift_min_samples)
+            self.drift = DriftMonitor(ref, s.drift_threshold, s.drift_window, s.drift_min_samples, s.drift_alpha)
         else:
             log.info("the bundle has no %s (packed before drift profiles, or from a run without inputs): "
                      "no drift metrics; re-pack it with `edge-runtime pack` to get them", REFERENCE_FILE)
@@ -186,6 +189,9 @@ def add_serve_flags(s) -> None:
                    help="raise edge_drift_flag when a feature's PSI passes this (default %(default)g)")
     g.add_argument("--drift-window", type=int, default=DRIFT_DEFAULTS["window"], metavar="N",
                    help="live task requests compared with the bundle's reference (default %(default)d)")
+    g.add_argument("--drift-false-alarm", type=float, default=DRIFT_DEFAULTS["alpha"], metavar="P",
+                   help="per feature, the chance that same-distribution traffic passes the PSI noise bound "
+                        "(default %(default)g; edge_runtime/drift.py)")
     add_shadow_flags(s)
 
 
@@ -209,6 +215,6 @@ def settings_from_flags(a) -> LoopSettings:
                            max_total_bytes=int(a.log_max_total_mb * 2**20))
     return LoopSettings(log=logs, answer_cache=a.answer_cache, cache_entries=a.answer_cache_entries,
                         cache_bytes=int(a.answer_cache_mb * 2**20), drift_threshold=a.drift_threshold,
-                        drift_window=a.drift_window, shadow=ShadowSettings(
+                        drift_window=a.drift_window, drift_alpha=a.drift_false_alarm, shadow=ShadowSettings(
                             fraction=a.shadow_fraction, below=a.shadow_below, max_per_hour=a.shadow_max_per_hour,
                             max_usd_per_hour=a.shadow_max_usd_per_hour))

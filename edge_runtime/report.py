@@ -88,8 +88,9 @@ def log_drift(records: list[dict[str, Any]], bundle_path: str | Path, threshold:
         label = str(student.get(task.answer_keys()[0])) if task.kind == "classification" and isinstance(student, dict) else None
         mon.observe_values(chars=r.get("input_chars"), char_counts=char_classes(text) if isinstance(text, str) else None,
                            confidence=r.get("confidence"), label=label, prompt_tokens=r.get("prompt_tokens"))
-    scores = mon.scores()
-    return {"psi": scores, "threshold": mon.threshold, "flag": mon.drifted(scores)}
+    ev = mon.evaluate()
+    return {"psi": {k: e["psi"] for k, e in ev.items()}, "noise": {k: e["noise"] for k, e in ev.items()},
+            "threshold": mon.threshold, "flag": mon.drifted(ev)}
 
 
 def _fmt(v: Any, kind: str = "") -> str:
@@ -118,7 +119,7 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     d = s.get("drift")
     if d:
         psi = ", ".join(f"{k} {v:.3f}" for k, v in d["psi"].items()) or "too few requests"
-        out.append(("drift", f"{'DRIFTED' if d['flag'] else 'stable'} (PSI past {d['threshold']:g} flags): {psi}"))
+        out.append(("drift", f"{'DRIFTED' if d['flag'] else 'stable'} (PSI past {d['threshold']:g} and its noise bound flags): {psi}"))
     return out
 
 

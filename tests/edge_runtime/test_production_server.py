@@ -96,7 +96,7 @@ def test_serve_flags_become_loop_settings(tmp_path):
                       "--log-max-total-mb", "4", "--no-answer-cache", "--drift-threshold", "0.3", "--drift-window", "100"])
     s = settings_from_flags(a)
     assert (s.log.inputs, s.log.max_file_bytes, s.log.max_total_bytes) == ("hash", 2**20, 4 * 2**20)
-    assert (s.answer_cache, s.drift_threshold, s.drift_window) == (False, 0.3, 100)
+    assert (s.answer_cache, s.drift_threshold, s.drift_window, s.drift_alpha) == (False, 0.3, 100, 0.001)
     d = settings_from_flags(p.parse_args(["serve", "b"]))
     assert d.log is None and d.answer_cache and d.drift_threshold == 0.2
     with pytest.raises(SystemExit):
