@@ -167,15 +167,17 @@ def save_body_as_causal_lm(body, base_path: str, merged_dir: Path, tokenizer) ->
 def check_classifier_adapter(adapter_dir: Path, task) -> None:
     """Refuse an init_adapter a classifier cannot continue: a generate run's adapter (no head
     in it), or one whose head scores other labels (its `head.npz` beside it says which)."""
+    from distill.train.student import InitAdapterRefused
+
     adapter_dir = Path(adapter_dir)
     config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("task_type") != "SEQ_CLS":
-        raise ValueError(f"student.init_adapter: {adapter_dir} is a generate student's adapter "
+        raise InitAdapterRefused(f"student.init_adapter: {adapter_dir} is a generate student's adapter "
                          f"(task_type {config.get('task_type')!r}); a classifier continues a classifier run's "
                          f"train/adapter, or drop init_adapter to start a fresh one")
     head = adapter_dir.parent / HEAD_FILE
     if head.is_file() and ClassifierHead.load(head).labels != list(task.labels):
-        raise ValueError(f"student.init_adapter: {adapter_dir} was trained for other labels ({head}); continue "
+        raise InitAdapterRefused(f"student.init_adapter: {adapter_dir} was trained for other labels ({head}); continue "
                          f"only with the same task.labels, in the same order, or drop init_adapter")
 
 

@@ -27,6 +27,13 @@ class QLoRANeedsCUDA(RuntimeError):
     refusal = True
 
 
+class InitAdapterRefused(RuntimeError, ValueError):
+    """student.init_adapter names an adapter this run cannot continue (another base model, another
+    head or label set): refused before training, the CLI prints the message, not a traceback."""
+
+    refusal = True
+
+
 def learning_rate(student, preset: dict | None) -> float:
     """The recipe's learning rate, else the preset's (2e-5 for full fine-tuning): shared by every trainer."""
     if student.training.learning_rate:
@@ -81,7 +88,7 @@ def continue_adapter(model, adapter_dir: Path, base_path: str):
     config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     trained_on = config.get("base_model_name_or_path")
     if trained_on and Path(trained_on).resolve() != Path(base_path).resolve():
-        raise ValueError(f"student.init_adapter: {adapter_dir} was trained on {trained_on}, the student is {base_path}; "
+        raise InitAdapterRefused(f"student.init_adapter: {adapter_dir} was trained on {trained_on}, the student is {base_path}; "
                          f"continue with the same student.model, or drop init_adapter to start a fresh LoRA")
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
 

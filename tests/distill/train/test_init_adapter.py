@@ -81,3 +81,22 @@ def test_a_classifier_continues_its_adapter_and_head(small_student, receipts_rec
     again.init_adapter = tmp_path / "gen" / "adapter"
     with pytest.raises(ValueError, match="student.init_adapter: .* is a generate student's adapter"):
         train_classifier(again, task, rows[:4], tmp_path / "fourth")
+
+
+def test_an_adapter_of_another_base_is_a_clear_cli_error(tmp_path, tiny_gemma_dir):
+    """Through the real CLI: exit 2, the message names the field, both models and the fix; no traceback."""
+    import subprocess
+    import sys
+
+    adapter = tmp_path / "old-run" / "train" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(tmp_path / "another-base")}))
+    args = [sys.executable, "-m", "distill.cli", "run", str(ROOT / "recipes" / "receipts-small.yaml"), "--until", "train",
+            "--run-dir", str(tmp_path / "run"), "--set", f"student.model={tiny_gemma_dir}",
+            "--set", f"student.init_adapter={adapter}", "--set", "data.split.train_size=8", "--set", "data.split.eval_size=2"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "student.init_adapter" in done.stderr and "another-base" in done.stderr and "drop init_adapter" in done.stderr
+    assert (tmp_path / "run" / "curate" / "record.json").is_file()  # the stages before it are kept
