@@ -28,10 +28,10 @@ EmbeddingType = Literal[gguf_types.EMBEDDING_TYPES]  # type: ignore[valid-type]
 
 
 class SplitConfig(Strict):
-    """How train and eval rows are drawn when the data has one file."""
+    """How train and eval rows are drawn: from one file, or sampled from each of two."""
 
-    eval_size: int = Field(40, gt=0, description="rows held out for evaluation (never trained on)")
-    train_size: int | None = Field(None, gt=0, description="cap on training rows (None: all the rest)")
+    eval_size: int = Field(40, gt=0, description="rows held out for evaluation (never trained on); with data.eval_path, a fixed-seed random sample of that many of its rows (all when larger)")
+    train_size: int | None = Field(None, gt=0, description="cap on training rows (None: all the rest); with data.eval_path, a fixed-seed random sample of data.path")
     seed: int = Field(0, description="random seed of the train/eval draw; fixed so re-runs split the same rows")
 
 
@@ -43,7 +43,7 @@ class DataConfig(Strict):
     answer_field: str | None = Field(
         None, description="column with gold answers (an object, or a label / faq id); used by eval and the dataset teacher"
     )
-    split: SplitConfig = Field(default_factory=SplitConfig, description="how eval rows are held out when there is no eval_path")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="how eval rows are held out when there is no eval_path, and how both files are sampled when there is")
     logs: list[Path] | None = Field(
         None, description="request log directories written by `edge-runtime serve --log-dir` (relative to the recipe): "
         "each input the teacher answered there (escalated or shadow-sampled) becomes a training row with the "

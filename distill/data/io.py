@@ -98,6 +98,14 @@ def as_answer(task: TaskSpec, value: Any) -> dict[str, Any] | None:
     return {task.answer_keys()[0]: str(value)}
 
 
+def sample_rows(rows: list[dict[str, Any]], size: int | None, seed: int) -> list[dict[str, Any]]:
+    """`size` rows drawn at random with a fixed seed, kept in file order (all of them when `size`
+    is None or not smaller): a prefix of a file sorted by label would hold only its first labels."""
+    if not size or size >= len(rows):
+        return list(rows)
+    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), size))]
+
+
 def split_rows(rows: list[dict[str, Any]], eval_size: int, train_size: int | None, seed: int):
     """A fixed-seed shuffle into (train, eval); eval rows are never trained on."""
     if eval_size >= len(rows):

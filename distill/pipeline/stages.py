@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.data.io import as_answer, read_rows, split_rows, write_jsonl
+from distill.data.io import as_answer, read_rows, sample_rows, split_rows, write_jsonl
 from distill.pipeline.runner import StageContext
 from edge_runtime.layout import read_jsonl
 
@@ -25,8 +25,8 @@ def load_splits(recipe) -> tuple[list[dict], list[dict]]:
     else:
         rows = read_rows(data.path, data.id_field)
     if data.eval_path:
-        train = rows[: data.split.train_size] if data.split.train_size else rows
-        evals = read_rows(data.eval_path, data.id_field)[: data.split.eval_size]
+        train = sample_rows(rows, data.split.train_size, data.split.seed)
+        evals = sample_rows(read_rows(data.eval_path, data.id_field), data.split.eval_size, data.split.seed)
     else:
         train, evals = split_rows(rows, data.split.eval_size, data.split.train_size, data.split.seed)
     for row in (*train, *evals):
