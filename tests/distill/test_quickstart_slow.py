@@ -1,5 +1,5 @@
 """The quickstart recipe as shipped (README command 1), on the real Gemma 3 270M with two training
-steps and 20 develop rows: the classifier student trains, its Q4_K_M body + head is evaluated
+steps and 20 develop rows: the classifier student trains, its Q8_0 body + head is evaluated
 against the teacher with a cost per request, and the packed bundle verifies and answers."""
 
 import json
@@ -22,10 +22,10 @@ def test_quickstart_on_the_real_270m(tmp_path):
     for noise in ("FutureWarning", "pooling_type", "Loading checkpoint shards"):  # the terminal carries our output only
         assert noise not in proc.stderr + proc.stdout, (proc.stderr + proc.stdout)[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == {"teacher", "gguf-f16", "gguf-q4_k_m"}  # no slow predictor; F16 body + head is the reference
-    check = json.loads((run_dir / "quantize/record.json").read_text())["outputs"]["f16_check"]["q4_k_m"]
+    assert set(summary) == {"teacher", "gguf-f16", "gguf-q8_0"}  # no slow predictor; F16 body + head is the reference
+    check = json.loads((run_dir / "quantize/record.json").read_text())["outputs"]["f16_check"]["q8_0"]
     assert check["f16_headline"] == summary["gguf-f16"]["headline"] and isinstance(check["keeps_floor"], bool)
-    device, teacher = summary["gguf-q4_k_m"], summary["teacher"]
+    device, teacher = summary["gguf-q8_0"], summary["teacher"]
     assert device["n"] == 20 and device["json_validity"] == 1.0 and device["p50_latency_s"] > 0
     assert 0 < device["cost_per_1k_usd"] and 0 < teacher["cost_per_1k_usd"]
     assert device["generation_tokens_per_s"] is None  # one pass, no generated tokens to rate
