@@ -15,6 +15,7 @@ confidence is a real (temperature-calibrated) distribution over the labels.
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -35,7 +36,7 @@ class HeadError(ValueError):
 H = TypeVar("H", bound="HeadFile")
 
 
-class HeadFile:
+class HeadFile(ABC):
     """What every head file (`ClassifierHead`, `retriever.RetrieverHead`) shares: it is an npz
     archive, read without pickle and refused with one clear error when it cannot be read, and
     written back the same way. A subclass names its file (`FILE`), what it is (`KIND`) and its
@@ -47,14 +48,16 @@ class HeadFile:
     ERROR: ClassVar[type[ValueError]]
 
     @classmethod
+    @abstractmethod
     def _from_npz(cls: type[H], z: Any) -> H:
-        raise NotImplementedError
+        """The head read from an open npz archive (a missing key raises KeyError)."""
 
     def _check(self, what: str) -> None:
         """Raise `ERROR` naming `what` when the fields read cannot be used."""
 
+    @abstractmethod
     def _arrays(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """The arrays `to_bytes` writes, by name."""
 
     @classmethod
     def from_bytes(cls: type[H], data: bytes, what: str | None = None) -> H:
