@@ -28,6 +28,7 @@ RECEIPT_TASK = TaskSpec.model_validate({
     "name": "receipts", "kind": "extraction", "input_field": "ocr_lines",
     "instructions": "Extract the company, date, address and total from this receipt. Copy values exactly. Answer with JSON only.",
     "fields": {"company": {}, "date": {"type": "date"}, "address": {}, "total": {"type": "amount"}},
+    "student_prompt": "full",  # the untrained base reads the instructions; a bare tag leaves it at near-ties
 })
 # labels whose first tokens are shared, so a label is not decided by its first token
 INTENTS = ["card_arrival", "card_linking", "card_payment_fee_charged", "card_payment_not_recognised",

@@ -41,4 +41,4 @@ def test_predict_text_and_bench(sentiment_bundle, tmp_path):
 
     report = run_bench(sentiment_bundle, n_requests=3, gen_tokens=12, n_threads=2)
     assert report["generation"]["raw_llama_cpp_tok_s"] > 0 and report["generation"]["edge_runtime_tok_s"] > 0
-    assert report["latency"]["with_reuse_p50_s"] > 0 and report["latency"]["prefix_tokens"] > 10
+    assert report["latency"]["with_reuse_p50_s"] > 0 and report["latency"]["prefix_tokens"] >= 5  # the short prompt's tag and header

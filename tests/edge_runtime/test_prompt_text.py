@@ -44,7 +44,7 @@ def test_english_prompt_text_is_the_old_text_byte_for_byte():
     assert PLAIN_TEMPLATE == "{instructions}\n\n### Input:\n{input}\n\n### Output (JSON):\n"
     task = TaskSpec(name="s", kind="classification", instructions="Classify.", labels=["a", "b"])
     assert task.prompt_language == "en"
-    assert task.render_prompt({"text": "hi"}) == "Classify.\n\n### Input:\nhi\n\n### Output (JSON):\n"
+    assert task.render_teacher_prompt({"text": "hi"}) == "Classify.\n\n### Input:\nhi\n\n### Output (JSON):\n"
 
 
 def test_every_language_has_every_string_with_the_same_placeholders():
@@ -58,7 +58,7 @@ def test_every_language_has_every_string_with_the_same_placeholders():
 def test_a_chinese_task_gets_no_english_scaffolding():
     task = TaskSpec(**RECEIPT_ZH)
     assert task.language == "auto" and task.prompt_language == "zh"
-    prompt = task.render_prompt({"text": "杭州云栖餐饮管理有限公司\n价税合计（小写）¥1,234.50"})
+    prompt = task.render_teacher_prompt({"text": "杭州云栖餐饮管理有限公司\n价税合计（小写）¥1,234.50"})
     assert prompt.endswith("### 输入：\n杭州云栖餐饮管理有限公司\n价税合计（小写）¥1,234.50\n\n### 输出（JSON）：\n")
     assert english_words(prompt) == {"json", "company", "total"}  # the format's name and the answer's keys only
 

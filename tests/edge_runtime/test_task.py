@@ -1,5 +1,7 @@
 """The task spec: prompts, schema, parsing and normalisation shared by every stage."""
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -61,7 +63,7 @@ def test_short_student_prompt_is_a_tag_and_the_input_while_the_teacher_keeps_the
     from distill.teachers.prompting import build_messages
 
     shots = [{"input": {"ocr_lines": ["A SHOP"]}, "output": {"company": "A SHOP", "date": "", "total": ""}}]
-    full = TaskSpec.model_validate({**RECEIPTS.model_dump(), "few_shot": shots})
+    full = TaskSpec.model_validate({**RECEIPTS.model_dump(), "few_shot": shots, "student_prompt": "full"})
     short = TaskSpec.model_validate({**full.model_dump(), "student_prompt": "short"})
     row = {"ocr_lines": ["SHOP", "TOTAL 9.00"]}
     assert short.render_prompt(row) == "[receipts]\n\n### Input:\nSHOP\nTOTAL 9.00\n\n### Output (JSON):\n"
@@ -71,6 +73,21 @@ def test_short_student_prompt_is_a_tag_and_the_input_while_the_teacher_keeps_the
     zh = TaskSpec(name="intents", kind="classification", instructions="判断领域。", labels=["a", "b"],
                   language="zh", student_prompt="short")
     assert zh.render_prompt({"text": "放首歌"}) == "[intents]\n\n### 输入：\n放首歌\n\n### 输出（JSON）：\n"
+
+
+def test_the_default_student_prompt_is_the_kinds_measured_better_one_and_is_stored_resolved():
+    """auto: short for extraction and classification, full for faq (docs/results.md, "Short student
+    prompts"); resolved on load, so a bundle's task.json says what the student was trained on."""
+    from edge_runtime.task import STUDENT_PROMPT_BY_KIND
+
+    tasks = {"extraction": {"fields": {"total": {}}}, "classification": {"labels": ["a", "b"]}, "faq": {"faq_ids": ["q1"]}}
+    for kind, extra in tasks.items():
+        task = TaskSpec(name="t", kind=kind, instructions="Do it.", **extra)
+        assert task.student_prompt == STUDENT_PROMPT_BY_KIND[kind] != "auto"
+        assert json.loads(task.to_json())["student_prompt"] == task.student_prompt
+        assert ("Do it." in task.render_prompt({"text": "x"})) == (kind == "faq")
+        pinned = TaskSpec(name="t", kind=kind, instructions="Do it.", student_prompt="full", **extra)
+        assert "Do it." in pinned.render_prompt({"text": "x"})  # a recipe's own choice is kept
 
 
 def test_short_prompt_keeps_faq_candidates_and_is_stored_with_the_task():
