@@ -230,9 +230,27 @@ def _run_head(recipe, run_dir: Path) -> Path | None:
     return head
 
 
-def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
-    """Build the predictor a spec names, with a clear error when it cannot be."""
-    name = predictor_name(spec)
+def predictor_names(specs: list[str]) -> dict[str, str]:
+    """Each spec's file-safe name, unique among `specs`: two GGUF paths with one file name
+    (`a/model-q4_k_m.gguf`, `b/model-q4_k_m.gguf`) get their folders' names in front, then a number,
+    so neither result overwrites the other."""
+    names: dict[str, str] = {}
+    for spec in specs:
+        name = predictor_name(spec)
+        if name in names.values():
+            kind, _, arg = spec.partition(":")
+            folder = Path(arg.split("+lora:")[0]).parent.name if kind in ("gguf", "onnx", "hf", "bundle") else ""
+            name = f"{name}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', folder)}" if folder else name
+            base, n = name, 2
+            while name in names.values():
+                name, n = f"{base}-{n}", n + 1
+        names[spec] = name
+    return names
+
+
+def build_predictor(spec: str, recipe, run_dir: Path, name: str | None = None) -> Built:
+    """Build the predictor a spec names (as `name`, default its own), with a clear error when it cannot be."""
+    name = name or predictor_name(spec)
     if spec == "teacher":
         return teacher_predictor(recipe, run_dir)
     if spec == "student":
@@ -263,8 +281,8 @@ def build_predictor(spec: str, recipe, run_dir: Path) -> Built:
     kind, _, arg = spec.partition(":")
     if kind == "gguf" and arg:
         if arg.endswith(".gguf") or "+lora:" in arg:  # a path, or MODEL.gguf+lora:ADAPTER.gguf
-            model, _, adapter = arg.partition("+lora:")
-            return _gguf(Path(model), recipe, name, Path(adapter) if adapter else None)
+            model, _, adapter = arg.partition("+lora:")  # a head recipe's body GGUF answers through the run's head
+            return _gguf(Path(model), recipe, name, Path(adapter) if adapter else None, _run_head(recipe, run_dir))
         model, adapter = _quantized(run_dir, arg)
         return _gguf(model, recipe, name, adapter, _run_head(recipe, run_dir))
     if kind == "hf" and arg:

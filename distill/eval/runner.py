@@ -19,7 +19,7 @@ from distill.data.io import write_jsonl
 from distill.eval import cost as costs
 from distill.eval.machine import describe_machine
 from distill.eval.metrics import example_score, grounded_share, task_metrics
-from distill.eval.predictors import Built, PredictorUnavailable, build_predictor, teacher_predictor
+from distill.eval.predictors import Built, PredictorUnavailable, build_predictor, predictor_names, teacher_predictor
 from distill.eval.stats import bootstrap_ci, mean, percentile
 from distill.peak_memory import PeakMemory
 from distill.progress import Bar, console
@@ -200,13 +200,14 @@ def evaluate_predictors(recipe, run_dir: Path, kinds: list[str], rows: list[dict
     out_dir.mkdir(parents=True, exist_ok=True)
     usd_per_hour, hw_source = costs.hardware_rate(recipe)
     ordered = sorted(dict.fromkeys(kinds), key=lambda k: k != "teacher")
+    names = predictor_names(ordered)
     teacher_ref = None
     summaries, fulls, skipped = {}, {}, {}
     for spec in ordered:
         with PeakMemory(hwm=False, interval_s=0.05) as memory:
             t0 = time.perf_counter()
             try:
-                built = build_predictor(spec, recipe, run_dir)
+                built = build_predictor(spec, recipe, run_dir, names[spec])
             except PredictorUnavailable as exc:
                 console.log(f"[yellow]skipped {spec}[/]: {exc}")
                 skipped[spec] = str(exc)

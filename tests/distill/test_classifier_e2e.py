@@ -4,6 +4,7 @@ teach -> curate -> train (LoRA + head, temperature fitted on validation) -> eval
 HF body + head; a tampered head is refused."""
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
@@ -94,3 +95,26 @@ def test_a_tampered_or_foreign_head_is_refused(head_run, tmp_path):
     task = TaskSpec.model_validate_json((bundle / "task.json").read_text())
     with pytest.raises(ValueError, match="labels differ"):
         pack(bundle / "model-f16.gguf", task, tmp_path / "out", head=foreign)
+
+
+def test_eval_of_a_body_gguf_by_path_answers_through_the_head_and_keeps_same_named_files_apart(head_run, tmp_path, tiny_gemma_dir):
+    """`gguf:<path>` in a head recipe is the body: it answers through the run's head (before, it
+    generated, as a base model would); two files of one name get two result folders."""
+    from distill.cli import main
+    from tests.distill.conftest import TINY_RUN
+
+    shipped = head_run / "quantize" / "model-f16.gguf"
+    copy = tmp_path / "rebuilt" / "model-f16.gguf"
+    copy.parent.mkdir()
+    shutil.copy(shipped, copy)
+    settings = [f"student.model={tiny_gemma_dir}", "student.head=classifier", *TINY_RUN]
+    out = tmp_path / "eval"
+    args = ["eval", str(RECIPE), "--run-dir", str(head_run), *[a for s in settings for a in ("--set", s)],
+            "--predictor", f"gguf:{shipped}", "--predictor", f"gguf:{copy}", "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "metrics.json").read_text())["predictors"]
+    assert sorted(results) == ["gguf-model-f16", "gguf-model-f16-rebuilt"]
+    stage = json.loads((head_run / "summary.json").read_text())["gguf-f16"]
+    for result in results.values():
+        assert result["generation_tokens_per_s"] is None and result["mean_completion_tokens"] == 0  # the head answered
+        assert result["headline"] == stage["headline"]  # as the run's own eval of the same file
