@@ -63,12 +63,17 @@ def encode(tokenizer, task, rows: list[dict], max_len: int, val_fraction: float,
         examples.append({"input_ids": ids, "length": len(ids), "targets": targets_for(task, row)})
     if not examples:
         raise ClassifierDataError("no training rows left (all longer than student.training.max_seq_len?)")
-    order = list(range(len(examples)))
+    val_idx, train_idx = validation_split(len(examples), val_fraction, seed)
+    return [examples[i] for i in train_idx], [examples[i] for i in val_idx], dropped
+
+
+def validation_split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(validation, train) positions among `n` kept rows: fixed-seed, so the validation rows can be
+    found again after training (scripts/validation_rows.py) to choose settings on them."""
+    order = list(range(n))
     random.Random(seed).shuffle(order)
-    n_val = int(round(len(examples) * val_fraction)) if len(examples) >= 10 else 0
-    val = [examples[i] for i in order[:n_val]]
-    train = [examples[i] for i in order[n_val:]]
-    return train, val, dropped
+    n_val = int(round(n * val_fraction)) if n >= 10 else 0
+    return order[:n_val], order[n_val:]
 
 
 class Collator:
