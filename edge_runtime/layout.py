@@ -34,6 +34,8 @@ PROFILE = "router-8gb"  # target.profile
 MAX_NEW_TOKENS = 160  # eval.max_new_tokens: answer length, also the bundle's generation limit
 QUALITY_FLOOR = 0.98  # quantize.quality_floor: share of the F16 student's metric a quantized type keeps
 IMATRIX = False  # quantize.imatrix
+IMATRIX_PROMPTS = 64  # training prompts (with answers) an importance matrix reads for a generating student
+IMATRIX_HEAD_INPUTS = 512  # inputs it reads for a head student: short texts, so more of them for as many tokens
 
 # ---- names ---------------------------------------------------------------------------------
 STAGES = ("teach", "curate", "train", "eval", "quantize", "pack")

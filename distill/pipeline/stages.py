@@ -94,18 +94,30 @@ def stage_eval(ctx: StageContext) -> dict[str, Any]:
     return evaluate_predictors(ctx.recipe, ctx.run_dir, kinds, evals, ctx.dir)
 
 
+def imatrix_texts(recipe, rows: list[dict]) -> list[str]:
+    """What the importance matrix reads: what the device will evaluate. A head student's inputs
+    alone (the head reads the input's final hidden state), else training prompts with their answers;
+    spread over the rows, since a data file may be sorted by label."""
+    from distill.recipe import student_head
+    from edge_runtime.heads import head_input
+    from edge_runtime.layout import IMATRIX_HEAD_INPUTS, IMATRIX_PROMPTS
+
+    head = student_head(recipe) in ("classifier", "retriever")
+    n = IMATRIX_HEAD_INPUTS if head else IMATRIX_PROMPTS
+    rows = rows[::max(1, len(rows) // n)][:n]
+    if head:
+        return [head_input(recipe.task, r) for r in rows]
+    return [recipe.task.render_prompt(r) + recipe.task.render_answer(r["answer"]) for r in rows]
+
+
 def stage_quantize(ctx: StageContext) -> dict[str, Any]:
     from distill.eval import evaluate_predictors
     from quantize.artifacts import BuildSettings, build_gguf_artifacts
 
     run, q, task = ctx.layout, ctx.recipe.quantize, ctx.recipe.task
-
-    def imatrix_texts() -> list[str]:  # importance from the task's own training prompts and answers
-        rows = read_jsonl(run.train_rows)[:64]
-        return [task.render_prompt(r) + task.render_answer(r["answer"]) for r in rows]
-
     trained = ctx.records["train"]["outputs"]
-    settings = BuildSettings(q.types, imatrix_texts=imatrix_texts if q.imatrix else None, embedding_type=q.embedding_type)
+    texts = (lambda: imatrix_texts(ctx.recipe, read_jsonl(run.train_rows))) if q.imatrix else None
+    settings = BuildSettings(q.types, imatrix_texts=texts, embedding_type=q.embedding_type)
     built = build_gguf_artifacts(Path(trained["merged_dir"]), ctx.dir, settings,
                                  adapter_dir=Path(trained.get("adapter_dir") or run.adapter_dir))
     artifacts = {k: str(model) for k, (model, _) in built.items()}
