@@ -49,7 +49,7 @@ def build_gguf_artifacts(merged_dir: Path, out_dir: Path, settings: BuildSetting
     elif s.existing != "reuse" or not source.exists():
         convert_to_gguf(merged_dir, source, s.outtype, overwrite=s.existing == "rebuild", check=s.check)
     imatrix = s.imatrix
-    if s.imatrix_texts is not None:
+    if s.imatrix_texts is not None and any(takes_imatrix(t) for t in s.types):  # none of q8_0, f16 reads one
         imatrix = out_dir / imatrix_gguf(s.name)
         if s.existing != "reuse" or not imatrix.exists():
             from quantize.imatrix import compute_imatrix

@@ -57,3 +57,14 @@ def test_plus_lora_without_an_adapter_folder_says_what_is_missing(tiny_llamacpp_
     shutil.copy(tiny_f16_gguf, tmp_path / "model-f16.gguf")
     with pytest.raises(ValueError, match="adapter_dir"):
         build_gguf_artifacts(tiny_llamacpp_gemma, tmp_path, BuildSettings(["q8_0+lora"], existing="reuse"))
+
+
+def test_no_importance_matrix_is_computed_when_no_type_reads_one(tiny_llamacpp_gemma, tiny_f16_gguf, tmp_path):
+    def never():
+        raise AssertionError("the importance matrix was computed for types that do not read it")
+
+    out = tmp_path / "q"
+    out.mkdir()
+    shutil.copy(tiny_f16_gguf, out / "model-f16.gguf")
+    built = build_gguf_artifacts(tiny_llamacpp_gemma, out, BuildSettings(["f16", "q8_0"], imatrix_texts=never, existing="reuse"))
+    assert list(built) == ["f16", "q8_0"] and not (out / "imatrix.gguf").exists()
