@@ -11,17 +11,18 @@ import csv, json, sys
 from pathlib import Path
 
 from distill.train.classifier import validation_split
+from edge_runtime.layout import RunLayout, read_jsonl
 
-run, out = Path(sys.argv[1]), Path(sys.argv[2])
-recipe = json.loads((run / "recipe.resolved.json").read_text())
-metrics = json.loads((run / "train/train_metrics.json").read_text())
-if metrics.get("student_head") != "classifier" or metrics.get("dropped_too_long"):
-    sys.exit(f"{run}: only a classifier-head run that dropped no rows can have its validation rows found again")
-rows = [json.loads(line) for line in (run / "curate/train.jsonl").open(encoding="utf-8")]
+run, out = RunLayout(Path(sys.argv[1])), Path(sys.argv[2])
+recipe = json.loads(run.recipe.read_text())
+trained = json.loads(run.record("train").read_text())["outputs"]
+if trained.get("student_head") != "classifier" or trained.get("dropped_too_long"):
+    sys.exit(f"{run.root}: only a classifier-head run that dropped no rows can have its validation rows found again")
+rows = read_jsonl(run.train_rows)
 tr, task, data = recipe["student"]["training"], recipe["task"], recipe["data"]
 val_idx, train_idx = validation_split(len(rows), tr["val_fraction"], tr["seed"])
-if (len(val_idx), len(train_idx)) != (metrics["val_rows"], metrics["train_rows"]):
-    sys.exit(f"{run}: {len(val_idx)}/{len(train_idx)} rows, the run recorded {metrics['val_rows']}/{metrics['train_rows']}")
+if (len(val_idx), len(train_idx)) != (trained["val_rows"], trained["train_rows"]):
+    sys.exit(f"{run.root}: {len(val_idx)}/{len(train_idx)} rows, the run recorded {trained['val_rows']}/{trained['train_rows']}")
 with out.open("w", newline="", encoding="utf-8") as fh:
     writer = csv.writer(fh)
     writer.writerow([task["input_field"], data["answer_field"]])

@@ -118,3 +118,41 @@ def test_eval_of_a_body_gguf_by_path_answers_through_the_head_and_keeps_same_nam
     for result in results.values():
         assert result["generation_tokens_per_s"] is None and result["mean_completion_tokens"] == 0  # the head answered
         assert result["headline"] == stage["headline"]  # as the run's own eval of the same file
+
+
+def test_validation_rows_are_the_ones_the_train_stage_held_out(head_run, tmp_path):
+    """scripts/validation_rows.py writes back the rows the trainer validated on: as many as it
+    recorded, every one a curated training row, and refused for a run whose counts disagree."""
+    import csv
+    import subprocess
+    import sys
+
+    from edge_runtime.layout import read_jsonl
+
+    out = tmp_path / "val.csv"
+    script = ROOT / "scripts" / "validation_rows.py"
+    done = subprocess.run([sys.executable, str(script), str(head_run), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    written = list(csv.DictReader(out.open(encoding="utf-8")))
+    trained = json.loads((head_run / "train/record.json").read_text())["outputs"]
+    assert len(written) == trained["val_rows"] == 12
+    curated = {(r["text"], r["answer"]["label"]) for r in read_jsonl(head_run / "curate/train.jsonl")}
+    assert {(r["text"], r["category"]) for r in written} <= curated
+    from transformers import AutoTokenizer
+
+    from distill.train.classifier import encode
+    from edge_runtime.heads import head_input
+    from edge_runtime.task import TaskSpec
+
+    recipe = json.loads((head_run / "recipe.resolved.json").read_text())
+    tr, task = recipe["student"]["training"], TaskSpec.model_validate(recipe["task"])
+    tok = AutoTokenizer.from_pretrained(head_run / "train/merged")
+    _, val, _ = encode(tok, task, read_jsonl(head_run / "curate/train.jsonl"), tr["max_seq_len"], tr["val_fraction"], tr["seed"])
+    assert [v["input_ids"] for v in val] == [tok(head_input(task, r))["input_ids"] for r in written]  # the trainer's rows, in its order
+    other = tmp_path / "other"
+    shutil.copytree(head_run, other, ignore=shutil.ignore_patterns("*.gguf", "merged", "checkpoints", "pack"))
+    record = json.loads((other / "train/record.json").read_text())
+    record["outputs"]["val_rows"] += 1  # a run split some other way
+    (other / "train/record.json").write_text(json.dumps(record))
+    refused = subprocess.run([sys.executable, str(script), str(other), str(out)], capture_output=True, text=True)
+    assert refused.returncode != 0 and "the run recorded 13/" in refused.stderr
