@@ -81,7 +81,10 @@ def _download_sdist(version: str, dest: Path) -> Path:
     from rich.console import Console
 
     Console(stderr=True).print(f"[dim]fetching llama-cpp-python=={version} source (about 75 MB, once) for its GGUF converters...[/dim]")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    # `--no-binary llama-cpp-python`, not `:all:`: pip prepares the sdist's metadata, and with
+    # `:all:` it first built every build dependency (scikit-build-core, hatchling, ...) from source:
+    # 6 min 13 s on 2 cores against 7.6 s, half of a fresh quickstart.
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python",
            f"llama-cpp-python=={version}", "-d", str(dest), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(dest.glob(f"llama_cpp_python-{version}.tar.gz"))
